@@ -1,0 +1,105 @@
+"""Typed readers for environment variables that fail loudly on bad values."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+class ConfigError(Exception):
+    """A configuration variable holds a value that cannot be used."""
+
+    def __init__(self, name: str, message: str) -> None:
+        super().__init__(f"{name}: {message}")
+        self.name = name
+
+
+def _raw(name: str, environ: Mapping[str, str] | None) -> str | None:
+    source = os.environ if environ is None else environ
+    return source.get(name)
+
+
+def env_str(name: str, default: str = "", environ: Mapping[str, str] | None = None) -> str:
+    value = _raw(name, environ)
+    return default if value is None else value.strip()
+
+
+def env_bool(name: str, default: bool, environ: Mapping[str, str] | None = None) -> bool:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    lowered = value.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ConfigError(name, f"expected one of 1/0, true/false, yes/no, on/off; got {value!r}")
+
+
+def env_int(
+    name: str,
+    default: int,
+    environ: Mapping[str, str] | None = None,
+    minimum: int | None = None,
+) -> int:
+    value = _raw(name, environ)
+    if value is None or value.strip() == "":
+        return default
+    try:
+        number = int(value.strip())
+    except ValueError:
+        raise ConfigError(name, f"expected an integer; got {value!r}") from None
+    if minimum is not None and number < minimum:
+        raise ConfigError(name, f"must be at least {minimum}; got {number}")
+    return number
+
+
+def env_list(name: str, default: list[str], environ: Mapping[str, str] | None = None) -> list[str]:
+    value = _raw(name, environ)
+    if value is None:
+        return default
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+def env_secret(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """Read NAME, or the content of the file named by NAME_FILE (Docker/Kubernetes secrets)."""
+    value = _raw(name, environ)
+    file_name = _raw(f"{name}_FILE", environ)
+    if value and file_name:
+        raise ConfigError(name, f"set either {name} or {name}_FILE, not both")
+    if file_name:
+        try:
+            return Path(file_name).read_text(encoding="utf-8").strip()
+        except OSError as error:
+            raise ConfigError(f"{name}_FILE", f"cannot read {file_name!r}: {error}") from None
+    return value.strip() if value else None
+
+
+def env_url(
+    name: str,
+    schemes: tuple[str, ...],
+    environ: Mapping[str, str] | None = None,
+) -> str | None:
+    """Read a URL whose scheme must be one of `schemes`; unset or empty gives None."""
+    from urllib.parse import urlsplit
+
+    value = _raw(name, environ)
+    if value is None or value.strip() == "":
+        return None
+    value = value.strip()
+    try:
+        parts = urlsplit(value)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError as error:
+        raise ConfigError(name, f"not a valid URL: {error}") from None
+    if parts.scheme not in schemes:
+        raise ConfigError(
+            name, f"scheme must be one of {', '.join(schemes)}; got {parts.scheme or 'none'!r}"
+        )
+    if not parts.hostname and parts.scheme not in ("sqlite",):
+        raise ConfigError(name, "the URL names no host")
+    return value

@@ -1,0 +1,74 @@
+"""The one way to push live events to browsers: after the transaction commits, over Channels.
+
+Event types and the keys of their payloads are declared here, so producers and the
+JavaScript that consumes them agree on one shape (tests check each type).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from asgiref.sync import async_to_sync
+from channels.layers import get_channel_layer
+from django.db import transaction
+
+logger = logging.getLogger(__name__)
+
+EVENT_TYPES: dict[str, frozenset[str]] = {
+    # A new in-app notification for the user.
+    "notification.created": frozenset(
+        {"id", "kind", "title", "body", "link", "created_at", "unread_count"}
+    ),
+    # The user's unread count changed (read elsewhere, in another tab or device).
+    "notification.read": frozenset({"unread_count"}),
+    # The session or account ended: sockets must close (logout, idle timeout, deactivation).
+    "session.closed": frozenset({"reason"}),
+}
+
+# Message type that consumers implement as `realtime_event`.
+CONSUMER_MESSAGE_TYPE = "realtime.event"
+
+
+class UnknownEvent(ValueError):
+    pass
+
+
+def user_group(user_id: int) -> str:
+    return f"user.{user_id}"
+
+
+def session_group(session_key: str) -> str:
+    # The session key is a credential: the group name carries only a digest of it.
+    return "session." + hashlib.sha256(session_key.encode()).hexdigest()[:40]
+
+
+def build_event(event_type: str, payload: dict[str, Any]) -> dict[str, Any]:
+    expected = EVENT_TYPES.get(event_type)
+    if expected is None:
+        raise UnknownEvent(f"undeclared event type {event_type!r}")
+    if set(payload) != expected:
+        raise UnknownEvent(
+            f"{event_type} payload keys {sorted(payload)} differ from {sorted(expected)}"
+        )
+    return {"type": event_type, **payload}
+
+
+def send_event_on_commit(event_type: str, payload: dict[str, Any], groups: Iterable[str]) -> None:
+    """Validate now, send when (and only if) the current transaction commits."""
+    event = build_event(event_type, payload)
+    targets = list(groups)
+    transaction.on_commit(lambda: _send(event, targets))
+
+
+def _send(event: dict[str, Any], groups: list[str]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+    for group in groups:
+        try:
+            async_to_sync(layer.group_send)(group, {"type": CONSUMER_MESSAGE_TYPE, "event": event})
+        except Exception:  # noqa: BLE001 - a live push must never break the committed work
+            logger.exception("could not push %s to %s", event["type"], group)

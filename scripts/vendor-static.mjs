@@ -1,0 +1,17 @@
+// Copies the browser files of npm packages into static/vendor/ so Django serves them.
+import { copyFileSync, mkdirSync } from "node:fs";
+import { dirname, join } from "node:path";
+
+const files = {
+  "@picocss/pico/css/pico.min.css": "pico/pico.min.css",
+  "htmx.org/dist/htmx.min.js": "htmx/htmx.min.js",
+  "axe-core/axe.min.js": "axe/axe.min.js",
+};
+
+for (const [source, target] of Object.entries(files)) {
+  if (target === null) continue;
+  const destination = join("static", "vendor", target);
+  mkdirSync(dirname(destination), { recursive: true });
+  copyFileSync(join("node_modules", source), destination);
+  console.log(`vendored ${source}`);
+}
