@@ -98,6 +98,9 @@ class UserAdmin(DjangoUserAdmin):
             kwargs["form"] = AddForm
         return super().get_form(request, obj, change=change, **kwargs)
 
+    def get_inlines(self, request: HttpRequest, obj: Any = None) -> Any:
+        return self.inlines if obj is not None else []
+
     def save_model(self, request: HttpRequest, obj: User, form: Any, change: bool) -> None:
         deactivating = change and "is_active" in form.changed_data and not obj.is_active
         if not change:

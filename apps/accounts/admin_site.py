@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from django.contrib import admin
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.urls import reverse
 from django.utils.translation import gettext_lazy as _
 
@@ -22,6 +22,9 @@ class HospitalAdminSite(admin.AdminSite):
     def login(self, request: HttpRequest, extra_context: object = None) -> HttpResponse:  # type: ignore[override]
         from django.contrib.auth.views import redirect_to_login
 
+        if request.user.is_authenticated:
+            # Signed in but not an administrator: the admin does not exist for them.
+            raise Http404
         # One login page for everyone: allauth's, followed by the second factor.
         return redirect_to_login(
             request.GET.get("next", reverse("admin:index")), reverse("account_login")

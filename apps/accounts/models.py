@@ -124,6 +124,17 @@ class User(AbstractBaseUser, PermissionsMixin):
             kwargs["update_fields"] = {*kwargs["update_fields"], "is_staff", "email", "role"}
         super().save(*args, **kwargs)
 
+    def has_perm(self, perm: str, obj: Any = None) -> bool:
+        # Administrators administer everything the admin shows, like Django superusers.
+        if self.is_active and self.role == Role.ADMIN:
+            return True
+        return super().has_perm(perm, obj)
+
+    def has_module_perms(self, app_label: str) -> bool:
+        if self.is_active and self.role == Role.ADMIN:
+            return True
+        return super().has_module_perms(app_label)
+
     def get_full_name(self) -> str:
         return f"{self.first_name} {self.last_name}".strip()
 
