@@ -1,5 +1,5 @@
 // Copies the browser files of npm packages into static/vendor/ so Django serves them.
-import { copyFileSync, mkdirSync } from "node:fs";
+import { copyFileSync, existsSync, mkdirSync } from "node:fs";
 import { dirname, join } from "node:path";
 
 const files = {
@@ -8,8 +8,11 @@ const files = {
   "axe-core/axe.min.js": "axe/axe.min.js",
 };
 
+// `--production` skips test-only packages (devDependencies such as axe-core).
+const production = process.argv.includes("--production");
+
 for (const [source, target] of Object.entries(files)) {
-  if (target === null) continue;
+  if (production && !existsSync(join("node_modules", source))) continue;
   const destination = join("static", "vendor", target);
   mkdirSync(dirname(destination), { recursive: true });
   copyFileSync(join("node_modules", source), destination);

@@ -59,6 +59,21 @@ FIELD_ENCRYPTION_KEYS = (
     else [_dev_secret("FIELD_ENCRYPTION_KEYS", "fernet")]
 )
 
+
+def _check_fernet_keys(keys: list[str]) -> None:
+    from cryptography.fernet import Fernet
+
+    for position, key in enumerate(keys, start=1):
+        try:
+            Fernet(key)
+        except ValueError:
+            raise ConfigError(
+                "FIELD_ENCRYPTION_KEYS", f"key #{position} is not a 32-byte url-safe base64 key"
+            ) from None
+
+
+_check_fernet_keys(FIELD_ENCRYPTION_KEYS)
+
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["127.0.0.1", "localhost", "[::1]"] if DEBUG else [])
 if not DEBUG and not ALLOWED_HOSTS:
     raise ConfigError("ALLOWED_HOSTS", "required when DEBUG=0 (comma-separated host names)")
@@ -185,6 +200,9 @@ CELERY_TASK_REJECT_ON_WORKER_LOST = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE = {
+    "audit-checkpoint": {"task": "apps.audit.tasks.checkpoint_audit", "schedule": 3600.0},
+}
 
 MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))
 

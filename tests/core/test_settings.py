@@ -27,9 +27,17 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
     base = {
         key: value
         for key, value in os.environ.items()
-        if key not in {"DATABASE_URL", "REDIS_URL", "MQTT_URL", "DEBUG", "DJANGO_SETTINGS_MODULE"}
+        if key
+        not in {
+            "DATABASE_URL",
+            "REDIS_URL",
+            "MQTT_URL",
+            "DEBUG",
+            "DJANGO_SETTINGS_MODULE",
+            "FIELD_ENCRYPTION_KEYS",
+        }
     }
-    base["FIELD_ENCRYPTION_KEYS"] = Fernet.generate_key().decode()
+    base.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
     return subprocess.run(
         [sys.executable, "manage.py", *args],
         cwd=ROOT,
@@ -107,3 +115,10 @@ def test_env_url_checks_the_scheme() -> None:
     assert env_url("U", ("redis",), {"U": ""}) is None
     with pytest.raises(ConfigError, match="scheme"):
         env_url("U", ("redis",), {"U": "memcached://h"})
+
+
+def test_a_bad_encryption_key_is_refused() -> None:
+    result = run_manage("check", FIELD_ENCRYPTION_KEYS="not-a-key")
+
+    assert result.returncode != 0
+    assert "FIELD_ENCRYPTION_KEYS" in result.stderr
