@@ -42,7 +42,7 @@ $(STAMPS)/npm: package.json | $(STAMPS)
 
 # Compiled catalogues are build output: rebuilt when a .po file is newer.
 messages: $(STAMPS)/python $(STAMPS)/system
-	@for po in locale/*/LC_MESSAGES/django.po; do \
+	@shopt -s nullglob; for po in locale/*/LC_MESSAGES/django.po; do \
 	  mo=$${po%.po}.mo; [ "$$mo" -nt "$$po" ] || { msgfmt --check -o "$$mo" "$$po" || exit 1; }; \
 	done
 

@@ -5,6 +5,7 @@ from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.http import HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_POST
 
@@ -27,13 +28,11 @@ def inbox(request: AuthedRequest) -> HttpResponse:
 @require_POST
 def mark_read(request: AuthedRequest, notification_id: int) -> HttpResponse:
     services.do_mark_read(request.user, notification_id)
+    notification = services.get_notification_for_user(request.user, notification_id)
     if request.headers.get("HX-Request"):
-        notification = services.get_notification_for_user(request.user, notification_id)
         return render(request, "notifications/_item.html", {"notification": notification})
-    target = services.get_notification_for_user(request.user, notification_id).link
-    return redirect(
-        target if target.startswith("/") and not target.startswith("//") else "notifications:inbox"
-    )
+    link = notification.link
+    return redirect(link if url_has_allowed_host_and_scheme(link, None) else "notifications:inbox")
 
 
 @login_required
