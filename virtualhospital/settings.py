@@ -183,7 +183,12 @@ if REDIS_URL:
     CHANNEL_LAYERS = {
         "default": {
             "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {"hosts": [REDIS_URL], "prefix": env_str("CHANNEL_PREFIX", "vh")},
+            "CONFIG": {
+                # redis-py 8 times out reads after 5 s by default, exactly channels-redis's
+                # blocking-pop time: give the socket more than that.
+                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "prefix": env_str("CHANNEL_PREFIX", "vh"),
+            },
         }
     }
 else:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from django.conf import settings
 from django.contrib.auth import logout as django_logout
 from django.core.mail import send_mail
 from django.db import transaction
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -31,6 +32,28 @@ from .typing import AuthedRequest
 
 class AccountError(ValueError):
     """A request that cannot be carried out, with a message for the person who made it."""
+
+
+# Profile ----------------------------------------------------------------------------------
+
+
+def do_update_profile(request: AuthedRequest, form: Any) -> User:
+    """Save the signed-in user's own details (name, phone, language)."""
+    with transaction.atomic():
+        user: User = form.save()
+        record(Action.UPDATE, request=request, obj=user, detail={"fields": form.changed_data})
+    return user
+
+
+def remember_language(response: HttpResponse, language: str) -> None:
+    """Make the interface follow the account's language from now on."""
+    response.set_cookie(
+        settings.LANGUAGE_COOKIE_NAME,
+        language,
+        max_age=365 * 24 * 3600,
+        samesite="Lax",
+        secure=settings.SESSION_COOKIE_SECURE,
+    )
 
 
 # Invitations ------------------------------------------------------------------------------

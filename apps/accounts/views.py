@@ -13,7 +13,7 @@ from django.views.decorators.http import require_POST
 from apps.accounts.typing import AuthedRequest
 
 from . import services
-from .forms import AcceptInvitationForm, OtpTokenForm
+from .forms import AcceptInvitationForm, OtpTokenForm, ProfileForm
 
 
 def _next_url(request: HttpRequest, default: str) -> str:
@@ -80,6 +80,18 @@ def two_factor_verify(request: AuthedRequest) -> HttpResponse:
     return render(
         request, "accounts/two_factor_verify.html", {"form": form, "next": _next_url(request, "")}
     )
+
+
+@login_required
+def profile(request: AuthedRequest) -> HttpResponse:
+    form = ProfileForm(request.POST or None, instance=request.user)
+    if request.method == "POST" and form.is_valid():
+        user = services.do_update_profile(request, form)
+        messages.success(request, _("Your details are saved."))
+        response = redirect("profile")
+        services.remember_language(response, user.preferred_language)
+        return response
+    return render(request, "accounts/profile.html", {"form": form})
 
 
 @login_required

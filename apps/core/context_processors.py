@@ -19,7 +19,7 @@ def _nav(user: Any) -> list[dict[str, Any]]:
             items.append((_("Administration"), reverse("admin:index")))
             items.append((_("API"), reverse("api-docs")))
     items.append((_("Notifications"), reverse("notifications:inbox")))
-    items.append((_("Security"), reverse("security")))
+    items.append((_("My account"), reverse("profile")))
     return [{"label": label, "url": url} for label, url in items]
 
 
