@@ -25,6 +25,13 @@ def inbox(request: AuthedRequest) -> HttpResponse:
 
 
 @login_required
+def item(request: AuthedRequest, notification_id: int) -> HttpResponse:
+    """One inbox entry, rendered for the live update (static/js/realtime.js)."""
+    notification = services.get_notification_for_user(request.user, notification_id)
+    return render(request, "notifications/_item.html", {"notification": notification})
+
+
+@login_required
 @require_POST
 def mark_read(request: AuthedRequest, notification_id: int) -> HttpResponse:
     services.do_mark_read(request.user, notification_id)

@@ -25,30 +25,17 @@ function showToast(event) {
   setTimeout(() => toast.remove(), 8000);
 }
 
-function prependToLists(event) {
-  for (const list of document.querySelectorAll("[data-notification-list]")) {
+async function prependToLists(event) {
+  const lists = document.querySelectorAll("[data-notification-list]");
+  if (lists.length === 0) return;
+  // The server renders the entry, so live and reloaded pages show the same markup.
+  const response = await fetch(`/notifications/${event.id}/`, { credentials: "same-origin" });
+  if (!response.ok) return;
+  const html = await response.text();
+  for (const list of lists) {
     list.querySelector("[data-empty]")?.remove();
-    const item = document.createElement("li");
-    item.className = "notification unread";
-    item.id = `notification-${event.id}`;
-    const wrapper = document.createElement("div");
-    const strong = document.createElement("strong");
-    if (event.link) {
-      const link = document.createElement("a");
-      link.href = event.link;
-      link.textContent = event.title;
-      strong.append(link);
-    } else {
-      strong.textContent = event.title;
-    }
-    wrapper.append(strong);
-    if (event.body) {
-      const body = document.createElement("p");
-      body.textContent = event.body;
-      wrapper.append(body);
-    }
-    item.append(wrapper);
-    list.prepend(item);
+    list.insertAdjacentHTML("afterbegin", html);
+    if (window.htmx) window.htmx.process(list.firstElementChild);
   }
 }
 

@@ -92,3 +92,16 @@ def test_pages_use_a_constant_number_of_queries(
         response = client.get(path)
 
     assert response.status_code == 200
+
+
+def test_one_entry_renders_for_live_updates_and_only_for_its_owner(
+    patient: User, patient2: User
+) -> None:
+    (mine,) = make_notifications(patient, 1)
+
+    own = verified_client(patient).get(f"/notifications/{mine.pk}/")
+    other = verified_client(patient2).get(f"/notifications/{mine.pk}/")
+
+    assert own.status_code == 200
+    assert f'id="notification-{mine.pk}"' in own.content.decode()
+    assert other.status_code == 404
