@@ -65,9 +65,14 @@ TEST_DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/virtualhospital
 TEST_REDIS_URL ?= redis://127.0.0.1:6379/1
 TEST_MQTT_URL ?= mqtt://127.0.0.1:1883
 
+TEST_ENV := DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) \
+	MQTT_URL=$(TEST_MQTT_URL)
+
+# Browser tests run in their own process: Playwright's sync API keeps an event loop in the
+# main thread, which the async (WebSocket) tests need for themselves.
 pytest: setup
-	DB_CONN_MAX_AGE=0 DATABASE_URL=$(TEST_DATABASE_URL) REDIS_URL=$(TEST_REDIS_URL) MQTT_URL=$(TEST_MQTT_URL) \
-	  $(PY) -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest --ignore=tests/e2e $(PYTEST_ARGS)
+	$(TEST_ENV) $(PY) -m pytest tests/e2e $(PYTEST_ARGS)
 
 test: setup lint typecheck
 	$(PY) manage.py makemigrations --check --dry-run

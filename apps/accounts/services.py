@@ -15,6 +15,7 @@ from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
+from django.utils.translation import gettext as _
 from django_otp import login as otp_login
 from django_otp.plugins.otp_static.models import StaticDevice, StaticToken
 from django_otp.plugins.otp_totp.models import TOTPDevice
@@ -64,7 +65,7 @@ def do_invite_staff(
 ) -> str:
     """Send a one-time link with which the new staff member chooses a password."""
     if not user.is_staff_member:
-        raise AccountError("Only staff accounts are invited; patients sign up themselves.")
+        raise AccountError(_("Only staff accounts are invited; patients sign up themselves."))
     secret = secrets.token_urlsafe(32)
     with transaction.atomic():
         # A new invitation replaces any earlier one still pending.
@@ -99,7 +100,7 @@ def do_accept_invitation(request: HttpRequest, invitation: Invitation, password:
     with transaction.atomic():
         locked = Invitation.objects.select_for_update().get(pk=invitation.pk)
         if not locked.is_usable:
-            raise AccountError("This invitation link has already been used or has expired.")
+            raise AccountError(_("This invitation link has already been used or has expired."))
         locked.used_at = timezone.now()
         locked.save(update_fields=["used_at"])
         user.set_password(password)
@@ -237,7 +238,7 @@ def _count_otp_failure(request: AuthedRequest) -> None:
 def do_confirm_totp(request: AuthedRequest, device: TOTPDevice, token: str) -> list[str] | None:
     """Confirm a new authenticator with its first code; returns fresh backup codes."""
     if not check_otp_attempt_allowed(request):
-        raise AccountError("Too many attempts. Wait a few minutes and try again.")
+        raise AccountError(_("Too many attempts. Wait a few minutes and try again."))
     if not device.verify_token(token.strip().replace(" ", "")):
         _count_otp_failure(request)
         record(Action.OTP_FAILED, request=request, obj=request.user, outcome=Outcome.FAILURE)
@@ -275,7 +276,7 @@ def do_verify_second_factor(request: AuthedRequest, token: str) -> bool:
     from django_otp import match_token
 
     if not check_otp_attempt_allowed(request):
-        raise AccountError("Too many attempts. Wait a few minutes and try again.")
+        raise AccountError(_("Too many attempts. Wait a few minutes and try again."))
     device = match_token(request.user, token.strip().replace(" ", ""))
     if device is None:
         _count_otp_failure(request)
@@ -290,7 +291,7 @@ def do_disable_second_factor(request: AuthedRequest) -> None:
     """Patients may turn two-factor login off again; staff may not."""
     user = request.user
     if user.is_staff_member:
-        raise AccountError("Staff accounts must keep two-factor login.")
+        raise AccountError(_("Staff accounts must keep two-factor login."))
     with transaction.atomic():
         TOTPDevice.objects.filter(user=user).delete()
         StaticDevice.objects.filter(user=user).delete()

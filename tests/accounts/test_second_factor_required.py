@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Callable
 
 import pytest
 from django.test import Client
+from django.utils.translation import gettext
 
 from apps.accounts.models import Role, User
 from apps.audit.models import Action, AuditEvent
@@ -24,7 +26,9 @@ def test_staff_without_a_device_is_sent_to_set_one_up(admin_user: User, path: st
 
     if path.startswith("/api/"):
         assert response.status_code == 403
-        assert "Two-factor" in response.json()["detail"]
+        assert response.json()["detail"] == gettext(
+            "Two-factor verification is required for this account."
+        )
     else:
         assert response.status_code == 302
         assert response["Location"].startswith("/accounts/2fa/setup/")
@@ -119,7 +123,9 @@ def test_code_guessing_is_throttled(clinician: User, settings: object) -> None:
     response = client.post("/accounts/2fa/verify/", {"token": current_code(device)})
 
     assert response.status_code == 200
-    assert "Too many attempts" in response.content.decode()
+    assert gettext("Too many attempts. Wait a few minutes and try again.") in html.unescape(
+        response.content.decode()
+    )
     assert client.get("/clinic/").status_code == 302
 
 

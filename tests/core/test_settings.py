@@ -35,6 +35,7 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
             "DEBUG",
             "DJANGO_SETTINGS_MODULE",
             "FIELD_ENCRYPTION_KEYS",
+            "DJANGO_ALLOW_ASYNC_UNSAFE",
         }
     }
     base.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
