@@ -57,3 +57,26 @@ def test_new_staff_set_up_their_authenticator(page: Page, make_user: Callable[..
     check_accessibility(page)
     page.locator("main a[role=button]").click()
     page.wait_for_url(re.compile(r"/clinic/$"))
+
+
+def test_idle_staff_are_warned_and_can_stay_signed_in(
+    page: Page, make_user: Callable[..., User], settings: object
+) -> None:
+    # the warning appears one minute before the end: with 61 s it shows after about 1 s
+    settings.STAFF_IDLE_TIMEOUT = 61  # type: ignore[attr-defined]
+    coordinator = make_user(Role.COORDINATOR)
+    device = add_totp(coordinator)
+    sign_in(page, coordinator)
+    page.wait_for_url(re.compile(r"/accounts/2fa/verify/"))
+    page.fill("input[name=token]", current_code(device))
+    page.locator("main form button[type=submit]").first.click()
+    page.wait_for_url(re.compile(r"/clinic/$"))
+
+    dialog = page.locator("#idle-dialog")
+    expect(dialog).to_be_visible(timeout=5_000)
+    check_accessibility(page)
+    with page.expect_response(lambda r: r.url.endswith("/accounts/keepalive/")) as keepalive:
+        dialog.get_by_role("button").click()
+
+    assert keepalive.value.status == 204
+    expect(dialog).to_be_hidden()
