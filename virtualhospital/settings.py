@@ -305,6 +305,7 @@ globals().update(_email_settings(EMAIL_URL))
 DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Hôpital virtuel <noreply@localhost>")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SMS_BACKEND = env_str("SMS_BACKEND", "apps.notifications.sms.ConsoleSmsBackend")
+SMS_HTTP_URL = env_str("SMS_HTTP_URL", "")
 TURN_URLS = env_list("TURN_URLS", [])
 
 # Static files: front-end libraries arrive in static/vendor/ from package.json at set-up.

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import urllib.error
 import urllib.request
 from typing import ClassVar
 
@@ -44,7 +45,7 @@ class HttpSmsBackend(BaseSmsBackend):
     """POSTs `{"to": ..., "text": ...}` as JSON to `SMS_HTTP_URL` (an SMS gateway's webhook)."""
 
     def send(self, to: str, text: str) -> None:
-        url = getattr(settings, "SMS_HTTP_URL", "")
+        url = settings.SMS_HTTP_URL
         if not url.startswith(("http://", "https://")):
             raise SmsError("SMS_HTTP_URL must be an http(s) URL")
         request = urllib.request.Request(  # noqa: S310 - scheme checked above
@@ -57,6 +58,8 @@ class HttpSmsBackend(BaseSmsBackend):
             with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
                 if response.status >= 300:
                     raise SmsError(f"gateway answered HTTP {response.status}")
+        except urllib.error.HTTPError as error:
+            raise SmsError(f"gateway answered HTTP {error.code}") from error
         except OSError as error:
             raise SmsError(f"gateway unreachable: {error}") from error
 
