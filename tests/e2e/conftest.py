@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from django.conf import settings
+from django.test import Client
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+
+from tests.conftest import PASSWORD
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests are safe.
-os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
@@ -23,10 +28,14 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 AXE = Path(__file__).resolve().parents[2] / "static" / "vendor" / "axe" / "axe.min.js"
+# Patients use the portal on their phones first: every browser test runs at this width.
+PHONE = {"width": 360, "height": 800}
+BLOCKING_IMPACTS = ("serious", "critical")
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
+    assert AXE.is_file(), f"{AXE} is missing: run `node scripts/vendor-static.mjs`"
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         yield browser
@@ -34,23 +43,57 @@ def browser() -> Iterator[Browser]:
 
 
 @pytest.fixture
-def page(browser: Browser, live_server: Any, transactional_db: None) -> Iterator[Page]:
-    context = browser.new_context(base_url=live_server.url, viewport={"width": 360, "height": 800})
+def context(browser: Browser, live_server: Any, transactional_db: None) -> Iterator[BrowserContext]:
+    context = browser.new_context(base_url=live_server.url, viewport=PHONE)
     context.set_default_timeout(10_000)
-    page = context.new_page()
-    yield page
+    yield context
     context.close()
 
 
-def check_accessibility(page: Page) -> None:
-    """axe-core: no serious or critical violation; and no horizontal scrolling at 360 px."""
+@pytest.fixture
+def page(context: BrowserContext) -> Iterator[Page]:
+    """A fresh page; the test fails if any page script throws (the WebSocket may not connect)."""
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda error: errors.append(f"{page.url}: {error}"))
+    yield page
+    assert not errors, f"uncaught JavaScript errors: {errors}"
+
+
+def submit(page: Page) -> None:
+    """Click the main form's submit button, as a person would after filling it in."""
+    page.locator("main form").first.locator("button[type=submit]").click()
+
+
+def sign_in_with_password(page: Page, email: str, password: str = PASSWORD) -> None:
+    page.goto("/accounts/login/")
+    page.locator("input[name=login]").fill(email)
+    page.locator("input[name=password]").fill(password)
+    submit(page)
+    expect(page).not_to_have_url(re.compile(r"/accounts/login/"))
+
+
+def share_session(page: Page, client: Client, server_url: str) -> None:
+    """Give the browser the session of a Django test client that is already signed in."""
+    cookie = client.cookies[settings.SESSION_COOKIE_NAME]
+    page.context.add_cookies([{"name": cookie.key, "value": cookie.value, "url": server_url}])
+
+
+def axe_violations(page: Page) -> list[str]:
+    """Serious and critical axe-core violations on the page as it is now, one line each."""
     page.add_script_tag(path=str(AXE))
     result = page.evaluate("async () => await axe.run(document)")
-    bad = [
-        f"{v['id']} ({v['impact']}): {v['help']} — {[n['target'] for n in v['nodes']][:3]}"
+    return [
+        f"{v['id']} ({v['impact']}): {v['help']} at {[n['target'] for n in v['nodes']][:5]}"
         for v in result["violations"]
-        if v["impact"] in ("serious", "critical")
+        if v["impact"] in BLOCKING_IMPACTS
     ]
-    assert not bad, f"{page.url}: " + "; ".join(bad)
+
+
+def check_accessibility(page: Page) -> None:
+    """axe-core finds no serious or critical violation; nothing scrolls sideways at 360 px."""
+    page.wait_for_load_state("load")
+    violations = axe_violations(page)
+    assert not violations, f"{page.url}:\n" + "\n".join(violations)
     width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 360, f"{page.url} scrolls sideways at 360 px ({width} px wide)"
+    assert width <= PHONE["width"], f"{page.url} scrolls sideways at 360 px ({width} px wide)"
