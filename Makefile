@@ -23,6 +23,8 @@ $(STAMPS)/system: | $(STAMPS)
 	@missing=""; \
 	command -v msgfmt >/dev/null || missing="$$missing gettext"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ldconfig -p | grep -q libpangoft2-1.0 || missing="$$missing libpango-1.0-0 libpangoft2-1.0-0"; \
+	fc-list 2>/dev/null | grep -qi dejavu || missing="$$missing fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
@@ -48,6 +50,7 @@ messages: $(STAMPS)/python $(STAMPS)/system
 
 run: setup
 	$(PY) manage.py migrate --noinput
+	$(PY) manage.py load_reference_data
 	$(PY) manage.py seed_demo
 	@echo ""
 	@echo "Virtual hospital on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"

@@ -5,6 +5,9 @@ import { dirname, join } from "node:path";
 const files = {
   "@picocss/pico/css/pico.min.css": "pico/pico.min.css",
   "htmx.org/dist/htmx.min.js": "htmx/htmx.min.js",
+  "chart.js/dist/chart.umd.min.js": "chartjs/chart.umd.min.js",
+  // collectstatic's manifest storage follows the sourceMappingURL comment: ship the map too.
+  "chart.js/dist/chart.umd.min.js.map": "chartjs/chart.umd.min.js.map",
   "axe-core/axe.min.js": "axe/axe.min.js",
 };
 

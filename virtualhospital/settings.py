@@ -113,6 +113,8 @@ INSTALLED_APPS = [
     "apps.accounts",
     "apps.audit",
     "apps.notifications",
+    "guardian",
+    "apps.records",
 ]
 
 MIDDLEWARE = [
@@ -216,7 +218,11 @@ AUTH_USER_MODEL = "accounts.User"
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
     "allauth.account.auth_backends.AuthenticationBackend",
+    "guardian.backends.ObjectPermissionBackend",
 ]
+# Guardian's anonymous user needs a username field, which our email-only User lacks.
+ANONYMOUS_USER_NAME = None
+
 LOGIN_URL = "account_login"
 LOGIN_REDIRECT_URL = "/"
 AUTH_PASSWORD_VALIDATORS = [
@@ -370,5 +376,20 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-    "loggers": {"django.db.backends": {"level": "WARNING"}},
+    "loggers": {
+        "django.db.backends": {"level": "WARNING"},
+        # WeasyPrint and fontTools narrate every PDF at INFO.
+        "weasyprint": {"level": "WARNING"},
+        "fontTools": {"level": "WARNING"},
+    },
 }
+
+# Patient record.
+# Sensitive categories of the record: the clinical roles that may see each one.
+_SENSITIVE_DEFAULT = ["physician"]
+RECORDS_SENSITIVE_ROLES = {
+    category: env_list(f"SENSITIVE_{category.upper()}_ROLES", _SENSITIVE_DEFAULT)
+    for category in ("mental_health", "sexual_health", "addiction")
+}
+RECORDS_BREAK_GLASS_HOURS = env_int("BREAK_GLASS_HOURS", 4, minimum=1)
+RECORDS_MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024

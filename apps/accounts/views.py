@@ -152,3 +152,16 @@ def accept_invitation(request: HttpRequest, secret: str) -> HttpResponse:
 def keepalive(request: AuthedRequest) -> HttpResponse:
     """The idle-timeout warning's "stay signed in" button: any request refreshes activity."""
     return HttpResponse(status=204)
+
+
+@require_POST
+def set_language(request: HttpRequest) -> HttpResponse:
+    """Django's language switch, which also stores the choice on a signed-in account."""
+    from django.conf import settings
+    from django.views.i18n import set_language as django_set_language
+
+    response = django_set_language(request)
+    language = request.POST.get("language", "")
+    if request.user.is_authenticated and language in dict(settings.LANGUAGES):
+        services.do_set_language(request.user, language, request=request)  # type: ignore[arg-type]
+    return response

@@ -28,6 +28,8 @@ class Action(models.TextChoices):
     INVITED = "invited", _("invitation sent")
     DEACTIVATED = "deactivated", _("account deactivated")
     SESSION_EXPIRED = "session-expired", _("session expired")
+    BREAK_GLASS = "break-glass", _("emergency access")
+    SIGN = "sign", _("signed")
 
 
 class Outcome(models.TextChoices):

@@ -12,9 +12,11 @@ def _nav(user: Any) -> list[dict[str, Any]]:
     if not user.is_authenticated:
         return []
     if user.is_patient:
-        items = [(_("Home"), reverse("home"))]
+        items = [(_("Home"), reverse("home")), (_("My record"), reverse("records:my_record"))]
     else:
         items = [(_("Clinic"), reverse("clinic_home"))]
+        if user.is_clinician:
+            items.append((_("My patients"), reverse("records:my_patients")))
         if user.is_staff:
             items.append((_("Administration"), reverse("admin:index")))
             items.append((_("API"), reverse("api-docs")))

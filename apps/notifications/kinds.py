@@ -27,7 +27,9 @@ KINDS: dict[str, Kind] = {
         Kind("account.security", _("Account and security"), EVERYONE, email=True, sms=False),
         Kind("appointment", _("Appointments and reminders"), EVERYONE, email=True, sms=True),
         Kind("message", _("New secure messages"), EVERYONE, email=True, sms=False),
-        Kind("record", _("New results and documents"), PATIENTS, email=True, sms=False),
+        Kind(
+            "record", _("New results, documents and prescriptions"), PATIENTS, email=True, sms=False
+        ),
         Kind("record.access", _("Emergency access to a record"), EVERYONE, email=True, sms=True),
         Kind("device.alert", _("Remote-monitoring alerts"), STAFF, email=False, sms=True),
         Kind("care.task", _("Care tasks and meetings"), STAFF, email=True, sms=False),

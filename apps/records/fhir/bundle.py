@@ -1,0 +1,155 @@
+"""Validation against R4 (fhir.resources' R4B models) and Bundles, a patient's whole record."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Prefetch
+from django.utils import timezone
+from fhir.resources.R4B import get_fhir_model_class
+from pydantic import ValidationError
+
+from apps.accounts.models import Organization
+
+from ..access import PatientAccess
+from ..models import (
+    AllergyIntolerance,
+    CareTeam,
+    CareTeamMember,
+    ClinicalNote,
+    Condition,
+    DiagnosticReport,
+    DocumentReference,
+    Encounter,
+    MedicationRequest,
+    MedicationStatement,
+    Observation,
+    ObservationNote,
+    Patient,
+    Practitioner,
+    Prescription,
+)
+from .convert import to_fhir
+from .helpers import FhirError, _ref_id
+
+
+def validate(resource: dict[str, Any]) -> None:
+    """Raise FhirError naming the resource and the faulty elements unless it is valid R4."""
+    resource_type = resource.get("resourceType") if isinstance(resource, dict) else None
+    if not isinstance(resource_type, str) or not resource_type:
+        raise FhirError("Not a FHIR resource: no resourceType")
+    try:
+        model = get_fhir_model_class(resource_type)
+    except ValueError:
+        raise FhirError(f"Unknown resourceType {resource_type!r}") from None
+    try:
+        model.model_validate(resource)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in error.errors()
+        )
+        label = f"{resource_type}/{resource.get('id', '?')}"
+        raise FhirError(f"{label} is not valid FHIR R4: {problems}") from error
+
+
+def bundle(
+    resources: list[dict[str, Any]], type: str = "collection", *, base: str | None = None
+) -> dict[str, Any]:
+    """A Bundle of `resources`; fullUrls are absolute under the FHIR base so references resolve."""
+    base = (base or settings.SITE_URL + "/fhir").rstrip("/")
+    now = timezone.now().isoformat()
+    return {
+        "resourceType": "Bundle",
+        "id": str(uuid.uuid4()),
+        "meta": {"lastUpdated": now},
+        "type": type,
+        "timestamp": now,
+        "entry": [
+            {"fullUrl": f"{base}/{r['resourceType']}/{r['id']}", "resource": r} for r in resources
+        ],
+    }
+
+
+_BY = "recorded_by__practitioner"
+
+
+def _referenced(value: Any, resource_type: str, found: set[int]) -> set[int]:
+    """The pks of every `resource_type` referenced anywhere inside `value`."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key == "reference" and isinstance(item, str):
+                pk = _ref_id(value, resource_type)
+                if pk is not None:
+                    found.add(pk)
+            else:
+                _referenced(item, resource_type, found)
+    elif isinstance(value, list):
+        for item in value:
+            _referenced(item, resource_type, found)
+    return found
+
+
+def patient_bundle(access: PatientAccess, *, base: str | None = None) -> dict[str, Any]:
+    """Everything of one patient that `access` may see, as a collection Bundle.
+
+    Clinical items go through `access.visible` (sensitive categories stay hidden from roles
+    without them; administrative access gets the identity only). The practitioners they name
+    come along with their roles and organisations. A fixed number of queries.
+    """
+    patient = Patient.objects.select_related("organization").get(pk=access.patient.pk)
+    organizations = {patient.organization_id: patient.organization} if patient.organization else {}
+    clinical: list[dict[str, Any]] = []
+    practitioners: list[Practitioner] = []
+    if access.clinical:
+        members = CareTeamMember.objects.select_related("user__practitioner").order_by("pk")
+        teams = CareTeam.objects.filter(patient=patient).prefetch_related(
+            Prefetch("members", queryset=members)
+        )
+        clinical.extend(to_fhir(team) for team in teams.order_by("pk"))
+        for queryset in _clinical_querysets(access):
+            clinical.extend(to_fhir(item) for item in access.visible(queryset).order_by("pk"))
+        practitioners = list(
+            Practitioner.objects.filter(pk__in=_referenced(clinical, "Practitioner", set()))
+            .select_related("user")
+            .prefetch_related("roles")
+            .order_by("pk")
+        )
+    roles = [role for p in practitioners for role in p.roles.all()]
+    wanted = _referenced(clinical, "Organization", set()) | {r.organization_id for r in roles}
+    organizations.update(Organization.objects.in_bulk(wanted - set(organizations)))
+    resources = [
+        to_fhir(patient),
+        *(to_fhir(org) for _pk, org in sorted(organizations.items())),
+        *(to_fhir(practitioner) for practitioner in practitioners),
+        *(to_fhir(role) for role in roles),
+        *clinical,
+    ]
+    return bundle(resources, base=base)
+
+
+def _clinical_querysets(access: PatientAccess) -> list[models.QuerySet[Any]]:
+    requests = MedicationRequest.objects.select_related(
+        "medication", "prescription__prescriber__practitioner", _BY
+    )
+    if access.is_patient_self:  # drafts are not part of the record until signed
+        requests = requests.exclude(prescription__status=Prescription.Status.DRAFT)
+    notes = ObservationNote.objects.select_related("author__practitioner")
+    results = access.visible(Observation.objects.only("pk", "report_id"))
+    return [
+        Encounter.objects.select_related(_BY, "practitioner__practitioner"),
+        Condition.objects.select_related("code", _BY),
+        AllergyIntolerance.objects.select_related("substance", _BY),
+        MedicationStatement.objects.select_related("medication", "prescription", _BY),
+        requests,
+        Observation.objects.select_related("code", _BY).prefetch_related(
+            Prefetch("notes", queryset=notes)
+        ),
+        DiagnosticReport.objects.select_related("code", _BY).prefetch_related(
+            Prefetch("results", queryset=results)
+        ),
+        DocumentReference.objects.select_related(_BY),
+        ClinicalNote.objects.select_related(_BY),
+    ]
