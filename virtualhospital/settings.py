@@ -115,6 +115,7 @@ INSTALLED_APPS = [
     "apps.notifications",
     "guardian",
     "apps.records",
+    "apps.interop",
 ]
 
 MIDDLEWARE = [

@@ -11,6 +11,8 @@ from django.db.models.functions import Lower
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
+from apps.core.models import FhirResource
+
 
 class Role(models.TextChoices):
     PATIENT = "patient", _("Patient")
@@ -26,7 +28,7 @@ CLINICAL_ROLES = frozenset({Role.PHYSICIAN, Role.NURSE, Role.ALLIED, Role.COORDI
 STAFF_ROLES = frozenset(set(Role) - {Role.PATIENT})
 
 
-class Organization(models.Model):
+class Organization(FhirResource):
     """A hospital or clinic of the network (FHIR Organization)."""
 
     name = models.CharField(_("name"), max_length=200)

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from apps.core.fields import EncryptedTextField
+from apps.core.models import FhirResource
 
 from .people import Patient
 from .reference import Concept, Medication, Sensitivity
@@ -20,7 +21,7 @@ from .reference import Concept, Medication, Sensitivity
 # Clinical data. Every row belongs to one patient and may carry a sensitive category.
 
 
-class ClinicalItem(models.Model):
+class ClinicalItem(FhirResource):
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+")
     sensitivity = models.CharField(
         _("sensitivity"), max_length=20, choices=Sensitivity.choices, default=Sensitivity.NORMAL

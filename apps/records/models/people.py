@@ -12,6 +12,7 @@ from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
 from apps.accounts.models import Organization
+from apps.core.models import FhirResource
 
 # ---------------------------------------------------------------------------------------------
 # People
@@ -26,7 +27,7 @@ class Sex(models.TextChoices):
     UNKNOWN = "unknown", _("unknown")
 
 
-class Patient(models.Model):
+class Patient(FhirResource):
     """FHIR Patient. Access to the clinical record is a guardian object permission."""
 
     user = models.OneToOneField(
@@ -112,7 +113,7 @@ class RegistrationSystem(models.TextChoices):
     OTHER = "other", _("other")
 
 
-class Practitioner(models.Model):
+class Practitioner(FhirResource):
     """FHIR Practitioner: the professional identity of a staff account."""
 
     user = models.OneToOneField(
@@ -138,7 +139,7 @@ class Practitioner(models.Model):
         return f"{self.user.get_full_name()} ({self.registration_number})"
 
 
-class PractitionerRole(models.Model):
+class PractitionerRole(FhirResource):
     """FHIR PractitionerRole: what a practitioner does, where."""
 
     practitioner = models.ForeignKey(Practitioner, on_delete=models.CASCADE, related_name="roles")
@@ -158,7 +159,7 @@ class PractitionerRole(models.Model):
         return f"{self.practitioner} — {self.code} @ {self.organization}"
 
 
-class CareTeam(models.Model):
+class CareTeam(FhirResource):
     """FHIR CareTeam. Membership is the only way to the clinical record (see `services`)."""
 
     patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="care_teams")

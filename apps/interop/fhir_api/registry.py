@@ -1,0 +1,88 @@
+"""The resource types the API serves: their models, search parameters and compartment paths.
+
+The mapping to and from FHIR JSON lives in each app's `fhir` module; this registry only says
+how to find rows. Later capabilities register their types here (`register`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import models
+
+TOKEN = "token"  # noqa: S105 - the FHIR search parameter type, not a secret
+STRING = "string"
+DATE = "date"
+REFERENCE = "reference"
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: str
+    # ORM paths searched (any of them matches). For tokens, (system path, code path) pairs
+    # may be given as "system_path|code_path"; a fixed system as "=system-uri|code_path".
+    paths: tuple[str, ...]
+    sortable: bool = False
+    # For references: the FHIR types they may point to.
+    targets: tuple[str, ...] = ()
+    documentation: str = ""
+
+
+@dataclass
+class ResourceType:
+    name: str
+    models: tuple[type[models.Model], ...]
+    to_fhir: Callable[[Any], dict[str, Any]]
+    # Path from the model to its Patient (None: not patient data; "" : the Patient itself).
+    patient_path: str | None
+    params: dict[str, SearchParam] = field(default_factory=dict)
+    # Path to the date that orders results by default (newest first).
+    default_sort: str = "-updated_at"
+    select_related: tuple[str, ...] = ()
+    prefetch_related: tuple[str, ...] = ()
+    # Only callers with these kinds may use the type at all (e.g. AuditEvent for systems).
+    kinds: tuple[str, ...] = ("patient", "user", "system")
+    writable: bool = False
+    # `_include` targets: param name -> FHIR type included.
+    includes: tuple[str, ...] = ()
+    base_filter: dict[str, Any] = field(default_factory=dict)
+
+    def queryset(self, model: type[models.Model]) -> models.QuerySet[Any]:
+        queryset = model._default_manager.filter(**self.base_filter.get(model.__name__, {}))
+        if self.select_related:
+            related = [p for p in self.select_related if _has_path(model, p)]
+            queryset = queryset.select_related(*related)
+        if self.prefetch_related:
+            queryset = queryset.prefetch_related(*self.prefetch_related)
+        return queryset
+
+
+def _has_path(model: type[models.Model], path: str) -> bool:
+    try:
+        for part in path.split("__"):
+            model = model._meta.get_field(part).related_model  # type: ignore[assignment]
+        return True
+    except Exception:  # noqa: BLE001 - FieldDoesNotExist or a non-relation
+        return False
+
+
+REGISTRY: dict[str, ResourceType] = {}
+
+
+def register(resource_type: ResourceType) -> None:
+    REGISTRY[resource_type.name] = resource_type
+
+
+def get(name: str) -> ResourceType | None:
+    from . import resources  # noqa: F401 - registers the record's types on first use
+
+    return REGISTRY.get(name)
+
+
+def all_types() -> list[ResourceType]:
+    from . import resources  # noqa: F401
+
+    return sorted(REGISTRY.values(), key=lambda t: t.name)
