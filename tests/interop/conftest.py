@@ -11,7 +11,8 @@ from django.test import Client
 from apps.accounts.models import User
 from apps.accounts.services import do_issue_token
 
-pytest_plugins = ["tests.records.conftest"]
+# The record cast (patients with charts, a care team, codes) serves the API tests too.
+from tests.records.conftest import *  # noqa: E402, F403
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ from django.utils import timezone
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.records.models import Observation, Patient
-from tests.interop.conftest import entries
 
 
 def test_metadata_is_public_and_lists_what_is_served() -> None:

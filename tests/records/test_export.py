@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import io
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -159,7 +160,7 @@ def test_patient_bundle_is_valid_and_holds_only_their_record(
     fhir.validate(data)
     assert data["type"] == "collection"
     keys = resource_keys(data)
-    assert f"Patient/{record.pk}" in keys and f"Patient/{record2.pk}" not in keys
+    assert f"Patient/{record.fhir_id}" in keys and f"Patient/{record2.fhir_id}" not in keys
     assert {key(item) for name, item in mine.items() if name != "draft_request"} <= keys
     assert key(mine["draft_request"]) not in keys
     assert not {key(item) for item in theirs.values()} & keys
@@ -169,7 +170,7 @@ def test_patient_bundle_is_valid_and_holds_only_their_record(
         resource = entry["resource"]
         subject = resource.get("subject") or resource.get("patient")
         if subject:
-            assert subject == {"reference": f"Patient/{record.pk}"}
+            assert subject == {"reference": f"Patient/{record.fhir_id}"}
         assert entry["fullUrl"].endswith(f"/{resource['resourceType']}/{resource['id']}")
 
 
@@ -180,9 +181,87 @@ def test_bundle_names_the_practitioners_and_organisation(
 
     keys = resource_keys(fhir.patient_bundle(own_access(patient, record)))
 
-    assert f"Practitioner/{practitioner.pk}" in keys
-    assert f"Organization/{record.organization_id}" in keys
+    assert f"Practitioner/{practitioner.fhir_id}" in keys
+    assert record.organization is not None
+    assert f"Organization/{record.organization.fhir_id}" in keys
     assert any(k.startswith("CareTeam/") for k in keys)
+
+
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"
+
+
+def references(value: Any) -> list[str]:
+    """Every literal reference anywhere inside `value`."""
+    if isinstance(value, dict):
+        found = [value["reference"]] if isinstance(value.get("reference"), str) else []
+        return found + [
+            r for key, item in value.items() if key != "reference" for r in references(item)
+        ]
+    if isinstance(value, list):
+        return [r for item in value for r in references(item)]
+    return []
+
+
+def test_bundle_ids_and_references_are_opaque_uuids(
+    record: Patient, patient: User, fill: Callable[..., dict[str, Any]]
+) -> None:
+    # given a record whose items point to each other
+    items = fill(record)
+    Condition.objects.filter(pk=items["condition"].pk).update(encounter=items["encounter"])
+    Observation.objects.filter(pk=items["observation"].pk).update(report=items["report"])
+    DiagnosticReport.objects.filter(pk=items["report"].pk).update(document=items["document"])
+    amendment = ClinicalNote.objects.create(
+        patient=record,
+        title="Amended",
+        text="Corrected",
+        signed_at=timezone.now(),
+        signature="e" * 64,
+        amends=items["note"],
+    )
+
+    # when
+    data = fhir.patient_bundle(own_access(patient, record))
+
+    # then no id, reference or full URL holds a database key ("Patient/1")
+    text = json.dumps(data)
+    assert not re.search(r"\b[A-Z][A-Za-z]+/\d+(?![\w-])", text)
+    entries = {}
+    for entry in data["entry"]:
+        resource = entry["resource"]
+        assert re.fullmatch(UUID, resource["id"]), resource["id"]
+        assert entry["fullUrl"].endswith(f"/{resource['resourceType']}/{resource['id']}")
+        assert re.fullmatch(r"\d+", resource["meta"]["versionId"])
+        assert dt.datetime.fromisoformat(resource["meta"]["lastUpdated"]).tzinfo is not None
+        entries[f"{resource['resourceType']}/{resource['id']}"] = resource
+    # each id is the row's fhir_id, and every reference resolves inside the bundle
+    assert entries[key(amendment)]["relatesTo"][0]["target"] == {
+        "reference": f"DocumentReference/{items['note'].fhir_id}"
+    }
+    found = references(data)
+    assert f"Encounter/{items['encounter'].fhir_id}" in found
+    assert f"DiagnosticReport/{items['report'].fhir_id}" in found
+    assert f"DocumentReference/{items['document'].fhir_id}" in found
+    for reference in found:
+        assert re.fullmatch(rf"[A-Z][A-Za-z]+/{UUID}", reference), reference
+        assert reference in entries, f"{reference} is not in the bundle"
+
+
+def test_meta_follows_the_rows_version(
+    record: Patient, patient: User, fill: Callable[..., dict[str, Any]]
+) -> None:
+    items = fill(record)
+    condition = items["condition"]
+    condition.note = "Updated"
+    condition.save()
+
+    data = fhir.patient_bundle(own_access(patient, record))
+
+    resource = next(
+        e["resource"] for e in data["entry"] if e["resource"]["id"] == str(condition.fhir_id)
+    )
+    assert resource["meta"]["versionId"] == "2"
+    assert resource["meta"]["lastUpdated"] == condition.updated_at.isoformat()
+    assert resource["meta"]["security"] == [{"system": fhir.V3_CONFIDENTIALITY, "code": "N"}]
 
 
 def test_patient_sees_their_sensitive_items(
@@ -335,4 +414,4 @@ def test_second_patient_downloads_only_their_own(
     assert response.status_code == 200
     assert b"Mineonly" not in response.content
     keys = resource_keys(json.loads(response.content))
-    assert f"Patient/{record2.pk}" in keys and f"Patient/{record.pk}" not in keys
+    assert f"Patient/{record2.fhir_id}" in keys and f"Patient/{record.fhir_id}" not in keys

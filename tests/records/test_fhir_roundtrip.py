@@ -1,9 +1,11 @@
-"""Every model of the record survives model → FHIR R4 JSON (validated) → model unchanged."""
+"""Every model of the record survives model → FHIR R4 JSON (validated) → model unchanged;
+ids and references are the rows' opaque UUIDs, resolved back by from_fhir."""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import uuid
 from collections.abc import Callable, Iterable
 from decimal import Decimal
 from typing import Any
@@ -17,6 +19,7 @@ from apps.accounts.models import Organization, Role, User
 from apps.records import fhir
 from apps.records.models import (
     AllergyIntolerance,
+    CareTeam,
     ClinicalNote,
     Concept,
     Condition,
@@ -100,6 +103,11 @@ def test_organization_roundtrip(organization: Organization) -> None:
 
     data, back = roundtrip(organization)
 
+    assert data["id"] == str(organization.fhir_id)
+    assert data["meta"] == {
+        "versionId": "2",  # created, then saved once
+        "lastUpdated": organization.updated_at.isoformat(),
+    }
     assert data["identifier"] == [{"system": "urn:oid:2.51.1.3", "value": "7601000000099"}]
     assert isinstance(back, Organization)
     assert_same(organization, back)
@@ -129,7 +137,10 @@ def test_patient_roundtrip(record: Patient) -> None:
     systems = {i["system"]: i.get("value") for i in data["identifier"]}
     assert systems["urn:oid:2.16.756.5.32"] == "756.1234.5678.97"
     assert systems["urn:oid:2.16.756.5.30.1.123.100.1.1.1"] == "80756012340000000001"
-    assert data["managingOrganization"] == {"reference": f"Organization/{record.organization_id}"}
+    assert record.organization is not None
+    assert data["managingOrganization"] == {
+        "reference": f"Organization/{record.organization.fhir_id}"
+    }
     assert isinstance(back, Patient)
     assert_same(record, back, exclude={"user_id", "created_at"})
 
@@ -182,7 +193,7 @@ def test_care_team_roundtrip(
 
     data, back = roundtrip(team)
 
-    assert {"reference": f"Practitioner/{practitioner.pk}"}.items() <= data["participant"][0][
+    assert {"reference": f"Practitioner/{practitioner.fhir_id}"}.items() <= data["participant"][0][
         "member"
     ].items()
     assert_same(team, back)
@@ -219,6 +230,9 @@ def test_sensitive_condition_roundtrip(
     data, back = roundtrip(condition)
 
     assert {"system": fhir.V3_ACT, "code": "PSY"} in data["meta"]["security"]
+    assert data["meta"]["versionId"] == "1"
+    assert data["encounter"] == {"reference": f"Encounter/{encounter.fhir_id}"}
+    assert data["subject"] == {"reference": f"Patient/{record.fhir_id}"}
     assert_same(condition, back)
 
 
@@ -355,7 +369,10 @@ def test_diagnostic_report_roundtrip(
 
     data, back = roundtrip(report)
 
-    assert data["result"] == [{"reference": f"Observation/{result.pk}"}]
+    assert data["result"] == [{"reference": f"Observation/{result.fhir_id}"}]
+    assert data["extension"][-1]["valueReference"] == {
+        "reference": f"DocumentReference/{document.fhir_id}"
+    }
     assert_same(report, back)
 
 
@@ -423,10 +440,10 @@ def test_clinical_note_and_amendment_roundtrip(
     first_data, first_back = roundtrip(first)
     data, back = roundtrip(amendment)
 
-    assert first_data["id"] == f"note-{first.pk}"
+    assert first_data["id"] == str(first.fhir_id)
     assert first_data["type"]["coding"][0]["code"] == fhir.NOTE_LOINC[kind][0]
     assert data["relatesTo"] == [
-        {"code": "replaces", "target": {"reference": f"DocumentReference/note-{first.pk}"}}
+        {"code": "replaces", "target": {"reference": f"DocumentReference/{first.fhir_id}"}}
     ]
     assert isinstance(first_back, ClinicalNote)
     assert_same(first, first_back)
@@ -437,7 +454,7 @@ def test_validate_names_the_faulty_element(record: Patient) -> None:
     data = fhir.to_fhir(record)
     data["birthDate"] = "06/05/1960"
 
-    with pytest.raises(fhir.FhirError, match=r"Patient/\d+ .*birthDate"):
+    with pytest.raises(fhir.FhirError, match=rf"Patient/{record.fhir_id} .*birthDate"):
         fhir.validate(data)
 
 
@@ -456,3 +473,167 @@ def test_observation_without_device_has_no_device_element(
 
     assert "device" not in data
     assert back["device_id"] == "" and back["source"] == "manual"
+
+
+# ---------------------------------------------------------------------------------------------
+# Ids, versions and references
+
+
+def test_resource_models_name_every_published_model() -> None:
+    found = {
+        model
+        for models_ in fhir.RESOURCE_MODELS.values()
+        for model in (models_ if isinstance(models_, tuple) else (models_,))
+    }
+
+    assert fhir.RESOURCE_MODELS["DocumentReference"] == (DocumentReference, ClinicalNote)
+    assert found == {
+        Organization,
+        Patient,
+        Practitioner,
+        PractitionerRole,
+        CareTeam,
+        Encounter,
+        Condition,
+        AllergyIntolerance,
+        MedicationStatement,
+        MedicationRequest,
+        Observation,
+        DiagnosticReport,
+        DocumentReference,
+        ClinicalNote,
+    }
+
+
+def test_without_id_it_is_a_new_row(record: Patient, problem: Concept) -> None:
+    condition = Condition.objects.create(patient=record, code=problem)
+    data = fhir.to_fhir(condition)
+    del data["id"], data["meta"]
+
+    back = fhir.from_fhir(data)
+    assert isinstance(back, Condition)
+    back.save()
+
+    assert back.pk != condition.pk and back.fhir_id != condition.fhir_id
+    assert back.version == 1
+    assert Condition.objects.filter(patient=record).count() == 2
+
+
+def test_update_bumps_the_version_and_keeps_what_fhir_does_not_carry(record: Patient) -> None:
+    # given a client that sends back the resource with a change and a made-up meta
+    data = json.loads(json.dumps(fhir.to_fhir(record)))
+    data["name"][0]["family"] = "Nouveau"
+    data["meta"] = {"versionId": "99", "lastUpdated": "2000-01-01T00:00:00Z"}
+
+    # when
+    back = fhir.from_fhir(data)
+    assert isinstance(back, Patient)
+    back.full_clean()
+    back.save()
+
+    # then the same row is updated, with the server's next version
+    record_after = Patient.objects.get(pk=record.pk)
+    assert record_after.family_name == "Nouveau"
+    assert record_after.fhir_id == record.fhir_id
+    assert record_after.version == record.version + 1
+    assert record_after.updated_at > record.updated_at
+    assert record_after.user_id == record.user_id and record_after.user_id is not None
+    assert record_after.created_at == record.created_at
+    assert Patient.objects.count() == 1
+
+
+def test_an_id_we_do_not_hold_gives_a_new_row_with_that_id(record: Patient) -> None:
+    data = fhir.to_fhir(record)
+    data["id"] = wanted = str(uuid.uuid4())
+
+    back = fhir.from_fhir(data)
+
+    assert isinstance(back, Patient)
+    assert back.pk is None and str(back.fhir_id) == wanted and back._state.adding
+
+
+@pytest.mark.parametrize("bad_id", [str(1), "note-1", "not-a-uuid"])
+def test_an_id_that_is_not_ours_is_a_clear_error(record: Patient, bad_id: str) -> None:
+    data = fhir.to_fhir(record)
+    data["id"] = bad_id
+
+    with pytest.raises(fhir.FhirError, match="is not one of our ids"):
+        fhir.from_fhir(data)
+
+
+@pytest.mark.parametrize(
+    ("element", "reference", "message"),
+    [
+        ("subject", "Patient/{record_pk}", "Malformed reference"),
+        ("subject", "Patient/{unknown}", "Unknown reference"),
+        ("subject", "Encounter/{record}", "should point to a Patient"),
+        ("subject", "#contained", "Malformed reference"),
+        ("encounter", "Encounter/{unknown}", "Unknown reference"),
+        ("encounter", "Encounter/{other_encounter}", "Unknown reference"),
+    ],
+)
+def test_bad_references_are_clear_errors(
+    record: Patient,
+    record2: Patient,
+    problem: Concept,
+    encounter: Encounter,
+    element: str,
+    reference: str,
+    message: str,
+) -> None:
+    # given a reference to someone else's encounter among the bad ones
+    other = Encounter.objects.create(patient=record2, status="finished", started_at=WHEN)
+    data = fhir.to_fhir(Condition.objects.create(patient=record, code=problem))
+    data[element] = {
+        "reference": reference.format(
+            record_pk=record.pk,
+            record=record.fhir_id,
+            unknown=uuid.uuid4(),
+            other_encounter=other.fhir_id,
+        )
+    }
+
+    with pytest.raises(fhir.FhirError, match=message):
+        fhir.from_fhir(data)
+
+
+def test_a_reference_to_the_patients_own_encounter_resolves(
+    record: Patient, problem: Concept, encounter: Encounter
+) -> None:
+    data = fhir.to_fhir(Condition.objects.create(patient=record, code=problem))
+    data["encounter"] = {"reference": f"https://elsewhere.test/fhir/Encounter/{encounter.fhir_id}"}
+
+    back = fhir.from_fhir(data)
+
+    assert isinstance(back, Condition) and back.encounter_id == encounter.pk
+
+
+def test_resolve_reference(record: Patient, clinician: User, encounter: Encounter) -> None:
+    note = ClinicalNote.objects.create(
+        patient=record, title="N", text="t", signed_at=WHEN, signature="0" * 64
+    )
+    document = _document(record)
+    types = ("DocumentReference",)
+
+    assert fhir.resolve_reference(f"Patient/{record.fhir_id}", ("Patient",)) == record
+    assert fhir.resolve_reference(f"DocumentReference/{note.fhir_id}", types) == note
+    assert fhir.resolve_reference(f"DocumentReference/{document.fhir_id}", types) == document
+    versioned = f"{fhir.CANONICAL}/fhir/Encounter/{encounter.fhir_id}/_history/3"
+    assert fhir.resolve_reference(versioned, ("Patient", "Encounter")) == encounter
+    with pytest.raises(fhir.FhirError, match="should point to a Patient"):
+        fhir.resolve_reference(f"Encounter/{encounter.fhir_id}", ("Patient",))
+    with pytest.raises(fhir.FhirError, match="Malformed reference"):
+        fhir.resolve_reference(f"Patient/{record.pk}", ("Patient",))
+    with pytest.raises(fhir.FhirError, match="Unknown reference"):
+        fhir.resolve_reference(f"Patient/{uuid.uuid4()}", ("Patient",))
+
+
+def test_a_stored_note_cannot_become_a_document(record: Patient) -> None:
+    note = ClinicalNote.objects.create(
+        patient=record, title="N", text="t", signed_at=WHEN, signature="0" * 64
+    )
+    data = fhir.to_fhir(note)
+    data["category"][0]["coding"][0]["code"] = "letter"
+
+    with pytest.raises(fhir.FhirError, match="is a clinical note"):
+        fhir.from_fhir(data)

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import models
+from django.db.models import Model, QuerySet
 
 TOKEN = "token"  # noqa: S105 - the FHIR search parameter type, not a secret
 STRING = "string"
@@ -34,7 +34,7 @@ class SearchParam:
 @dataclass
 class ResourceType:
     name: str
-    models: tuple[type[models.Model], ...]
+    models: tuple[type[Model], ...]
     to_fhir: Callable[[Any], dict[str, Any]]
     # Path from the model to its Patient (None: not patient data; "" : the Patient itself).
     patient_path: str | None
@@ -50,7 +50,7 @@ class ResourceType:
     includes: tuple[str, ...] = ()
     base_filter: dict[str, Any] = field(default_factory=dict)
 
-    def queryset(self, model: type[models.Model]) -> models.QuerySet[Any]:
+    def queryset(self, model: type[Model]) -> QuerySet[Any]:
         queryset = model._default_manager.filter(**self.base_filter.get(model.__name__, {}))
         if self.select_related:
             related = [p for p in self.select_related if _has_path(model, p)]
@@ -60,7 +60,7 @@ class ResourceType:
         return queryset
 
 
-def _has_path(model: type[models.Model], path: str) -> bool:
+def _has_path(model: type[Model], path: str) -> bool:
     try:
         for part in path.split("__"):
             model = model._meta.get_field(part).related_model  # type: ignore[assignment]

@@ -247,9 +247,9 @@ def _included(
                 400, f"Unsupported _revinclude {source}:{param_name}.", expression=["_revinclude"]
             )
         path = source_type.params[param_name].paths[0]
-        ids = [str(r.fhir_id) for r in rows]
+        row_ids = [str(r.fhir_id) for r in rows]
         for model in source_type.models:
-            for obj in scoped(caller, source_type, model).filter(**{f"{path}__in": ids})[:1000]:
+            for obj in scoped(caller, source_type, model).filter(**{f"{path}__in": row_ids})[:1000]:
                 extra.append((source_type.name, obj))
     return extra
 

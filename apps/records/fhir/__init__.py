@@ -2,12 +2,16 @@
 
 `to_fhir(obj)` gives one resource as a plain dict; `from_fhir(data)` gives back an unsaved model
 instance (foreign keys set as `<name>_id`), or for CareTeam and Observation a dict of field
-values with their child rows (`members`, `notes`) as lists of dicts. Resource ids are the
-primary keys as strings ("note-<pk>" for clinical notes, which are DocumentReferences too).
-People are referenced as "Practitioner/<pk>" when they have one, always with an identifier
-`SYS_USER|<user pk>` so the account can be found again. Every clinical resource carries its
-sensitivity in `meta.security` (v3 Confidentiality N/R plus the v3 ActCode PSY/SEX/ETH).
-`ext:x` below is an extension `EXT + "x"`.
+values with their child rows (`members`, `notes`) as lists of dicts. A resource's id is its
+row's opaque `fhir_id` (a UUID, never the sequential database key; clinical notes, which are
+DocumentReferences too, use theirs), with `meta.versionId` = `version` and `meta.lastUpdated` =
+`updated_at` (see `apps.core.models.FhirResource`). References are "<Type>/<fhir_id>";
+`from_fhir` resolves them by fhir_id, and `resolve_reference` does the same for callers, with
+`RESOURCE_MODELS` naming the model(s) behind each type. People are referenced as
+"Practitioner/<fhir_id>" when they have one, always with an identifier `SYS_USER|<user pk>` so
+the account can be found again. Every clinical resource carries its sensitivity in
+`meta.security` (v3 Confidentiality N/R plus the v3 ActCode PSY/SEX/ETH). `ext:x` below is an
+extension `EXT + "x"`.
 
 Modules: `codes` (code and identifier systems, extension URLs), `helpers` (shared element
 builders and readers), `people`, `clinical` and `documents` (the mappers), `convert` (`to_fhir`,
@@ -93,12 +97,13 @@ DocumentReference               DocumentReference: title → description, catego
                                 records:document_download, recorded_at → date, recorded_by →
                                 author[0], encounter → context.encounter[0] (storage_name,
                                 thumbnail_name, key_id: storage internals, not exported)
-ClinicalNote                    DocumentReference "note-<pk>": kind → type (LOINC, NOTE_LOINC),
-                                title → description, text → content[0].attachment.data (base64),
-                                status current/amended → current/superseded (docStatus
-                                amended when it amends another), signed_at → date, amends →
-                                relatesTo[replaces], amendment_reason → ext:amendment-reason,
-                                signature → ext:signature, recorded_by → author[0], encounter
+ClinicalNote                    DocumentReference, category[0] = clinical-note: kind → type
+                                (LOINC, NOTE_LOINC), title → description, text →
+                                content[0].attachment.data (base64), status current/amended →
+                                current/superseded (docStatus amended when it amends another),
+                                signed_at → date, amends → relatesTo[replaces],
+                                amendment_reason → ext:amendment-reason, signature →
+                                ext:signature, recorded_by → author[0], encounter
 """
 
 from .bundle import bundle, patient_bundle, validate
@@ -132,7 +137,7 @@ from .codes import (
     V3_INTERPRETATION,
 )
 from .convert import from_fhir, to_fhir
-from .helpers import FhirError
+from .helpers import RESOURCE_MODELS, FhirError, resolve_reference
 
 __all__ = [
     "BCP47",
@@ -144,6 +149,7 @@ __all__ = [
     "NOTE_CATEGORY",
     "NOTE_LOINC",
     "REGISTRATION_SYSTEMS",
+    "RESOURCE_MODELS",
     "REPORT_CATEGORY_DISPLAY",
     "ROUTE_SNOMED",
     "SENSITIVITY_ACT",
@@ -166,6 +172,7 @@ __all__ = [
     "bundle",
     "from_fhir",
     "patient_bundle",
+    "resolve_reference",
     "to_fhir",
     "validate",
 ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 from django.conf import settings
@@ -30,10 +31,11 @@ from ..models import (
     ObservationNote,
     Patient,
     Practitioner,
+    PractitionerRole,
     Prescription,
 )
 from .convert import to_fhir
-from .helpers import FhirError, _ref_id
+from .helpers import FhirError, _reference_id
 
 
 def validate(resource: dict[str, Any]) -> None:
@@ -76,20 +78,26 @@ def bundle(
 _BY = "recorded_by__practitioner"
 
 
-def _referenced(value: Any, resource_type: str, found: set[int]) -> set[int]:
-    """The pks of every `resource_type` referenced anywhere inside `value`."""
+def _referenced(value: Any, resource_type: str, found: set[str]) -> set[str]:
+    """The ids of every `resource_type` referenced anywhere inside `value`."""
     if isinstance(value, dict):
         for key, item in value.items():
             if key == "reference" and isinstance(item, str):
-                pk = _ref_id(value, resource_type)
-                if pk is not None:
-                    found.add(pk)
+                if (fhir_id := _reference_id(item, resource_type)) is not None:
+                    found.add(fhir_id)
             else:
                 _referenced(item, resource_type, found)
     elif isinstance(value, list):
         for item in value:
             _referenced(item, resource_type, found)
     return found
+
+
+def _of(patient: Patient, rows: Iterable[Any]) -> Iterator[Any]:
+    """The rows with their patient set to the one already loaded (each resource names it)."""
+    for row in rows:
+        row.patient = patient
+        yield row
 
 
 def patient_bundle(access: PatientAccess, *, base: str | None = None) -> dict[str, Any]:
@@ -105,21 +113,27 @@ def patient_bundle(access: PatientAccess, *, base: str | None = None) -> dict[st
     practitioners: list[Practitioner] = []
     if access.clinical:
         members = CareTeamMember.objects.select_related("user__practitioner").order_by("pk")
-        teams = CareTeam.objects.filter(patient=patient).prefetch_related(
-            Prefetch("members", queryset=members)
+        teams = (
+            CareTeam.objects.filter(patient=patient)
+            .select_related("organization")
+            .prefetch_related(Prefetch("members", queryset=members))
         )
-        clinical.extend(to_fhir(team) for team in teams.order_by("pk"))
+        clinical.extend(to_fhir(team) for team in _of(patient, teams.order_by("pk")))
         for queryset in _clinical_querysets(access):
-            clinical.extend(to_fhir(item) for item in access.visible(queryset).order_by("pk"))
+            rows = access.visible(queryset).order_by("pk")
+            clinical.extend(to_fhir(item) for item in _of(patient, rows))
+        role_rows = PractitionerRole.objects.select_related("organization").order_by("pk")
         practitioners = list(
-            Practitioner.objects.filter(pk__in=_referenced(clinical, "Practitioner", set()))
+            Practitioner.objects.filter(fhir_id__in=_referenced(clinical, "Practitioner", set()))
             .select_related("user")
-            .prefetch_related("roles")
+            .prefetch_related(Prefetch("roles", queryset=role_rows))
             .order_by("pk")
         )
     roles = [role for p in practitioners for role in p.roles.all()]
-    wanted = _referenced(clinical, "Organization", set()) | {r.organization_id for r in roles}
-    organizations.update(Organization.objects.in_bulk(wanted - set(organizations)))
+    organizations.update((role.organization_id, role.organization) for role in roles)
+    known = {str(org.fhir_id) for org in organizations.values()}
+    wanted = _referenced(clinical, "Organization", set()) - known
+    organizations.update((o.pk, o) for o in Organization.objects.filter(fhir_id__in=wanted))
     resources = [
         to_fhir(patient),
         *(to_fhir(org) for _pk, org in sorted(organizations.items())),
@@ -132,24 +146,25 @@ def patient_bundle(access: PatientAccess, *, base: str | None = None) -> dict[st
 
 def _clinical_querysets(access: PatientAccess) -> list[models.QuerySet[Any]]:
     requests = MedicationRequest.objects.select_related(
-        "medication", "prescription__prescriber__practitioner", _BY
+        "medication", "prescription__prescriber__practitioner", "prescription__encounter", _BY
     )
     if access.is_patient_self:  # drafts are not part of the record until signed
         requests = requests.exclude(prescription__status=Prescription.Status.DRAFT)
     notes = ObservationNote.objects.select_related("author__practitioner")
-    results = access.visible(Observation.objects.only("pk", "report_id"))
+    results = access.visible(Observation.objects.only("pk", "fhir_id", "report_id"))
     return [
         Encounter.objects.select_related(_BY, "practitioner__practitioner"),
-        Condition.objects.select_related("code", _BY),
+        Condition.objects.select_related("code", "encounter", _BY),
         AllergyIntolerance.objects.select_related("substance", _BY),
         MedicationStatement.objects.select_related("medication", "prescription", _BY),
         requests,
-        Observation.objects.select_related("code", _BY).prefetch_related(
+        Observation.objects.select_related("code", "encounter", "report", _BY).prefetch_related(
             Prefetch("notes", queryset=notes)
         ),
-        DiagnosticReport.objects.select_related("code", _BY).prefetch_related(
-            Prefetch("results", queryset=results)
-        ),
-        DocumentReference.objects.select_related(_BY),
-        ClinicalNote.objects.select_related(_BY),
+        DiagnosticReport.objects.select_related(
+            "code", "encounter", "document", _BY
+        ).prefetch_related(Prefetch("results", queryset=results)),
+        DocumentReference.objects.select_related("encounter", _BY),
+        # Only the amended note's id is named: its text is not read (nor decrypted).
+        ClinicalNote.objects.select_related("encounter", "amends", _BY).defer("amends__text"),
     ]

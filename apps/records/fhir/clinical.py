@@ -13,6 +13,7 @@ from ..models import (
     CodeSystem,
     Condition,
     DiagnosticReport,
+    DocumentReference,
     Encounter,
     MedicationRequest,
     MedicationStatement,
@@ -39,6 +40,7 @@ from .helpers import (
     _date,
     _datetime,
     _decimal,
+    _element_pk,
     _ext,
     _ext_value,
     _iso,
@@ -49,7 +51,6 @@ from .helpers import (
     _need,
     _number,
     _period,
-    _pk,
     _prescription_id,
     _prescription_identifier,
     _recorded_ext,
@@ -84,7 +85,7 @@ def _encounter_from(data: dict[str, Any]) -> Encounter:
     period = data.get("period") or {}
     participant = (data.get("participant") or [{}])[0]
     return Encounter(
-        **_item_fields(data),
+        **_item_fields(data, Encounter),
         **_recorded_from_ext(data),
         status=data.get("status", ""),
         kind=(data.get("class") or {}).get("code", Encounter.Kind.VIRTUAL),
@@ -105,7 +106,7 @@ def _condition_to(c: Condition) -> dict[str, Any]:
             _cc(TERMINOLOGY + "condition-category", "problem-list-item", "Problem List Item")
         ],
         code=_concept(c.code),
-        encounter=_ref("Encounter", c.encounter_id),
+        encounter=_ref("Encounter", c.encounter),
         onsetDateTime=_iso(c.onset_date),
         abatementDateTime=_iso(c.abatement_date),
         recordedDate=_iso(c.recorded_at),
@@ -115,8 +116,9 @@ def _condition_to(c: Condition) -> dict[str, Any]:
 
 
 def _condition_from(data: dict[str, Any]) -> Condition:
+    fields = _item_fields(data, Condition)
     return Condition(
-        **_item_fields(data),
+        **fields,
         code_id=_concept_id(data.get("code")),
         clinical_status=_code(data.get("clinicalStatus"), TERMINOLOGY + "condition-clinical"),
         verification_status=_code(
@@ -125,7 +127,7 @@ def _condition_from(data: dict[str, Any]) -> Condition:
         onset_date=_date(data.get("onsetDateTime")),
         abatement_date=_date(data.get("abatementDateTime")),
         note=(data.get("note") or [{}])[0].get("text", ""),
-        encounter_id=_ref_id(data.get("encounter"), "Encounter"),
+        encounter_id=_ref_id(data.get("encounter"), "Encounter", patient_id=fields["patient_id"]),
         recorded_at=_datetime(data.get("recordedDate")) or timezone.now(),
         recorded_by_id=_user_id(data.get("recorder")),
     )
@@ -149,7 +151,7 @@ def _allergy_to(a: AllergyIntolerance) -> dict[str, Any]:
 def _allergy_from(data: dict[str, Any]) -> AllergyIntolerance:
     reaction = (data.get("reaction") or [{}])[0]
     return AllergyIntolerance(
-        **_item_fields(data),
+        **_item_fields(data, AllergyIntolerance),
         substance_id=_concept_id(data.get("code")),
         category=(data.get("category") or [""])[0],
         criticality=data.get("criticality", "low"),
@@ -187,7 +189,7 @@ def _statement_from(data: dict[str, Any]) -> MedicationStatement:
     period = data.get("effectivePeriod") or {}
     based_on = (data.get("basedOn") or [{}])[0]
     return MedicationStatement(
-        **_item_fields(data),
+        **_item_fields(data, MedicationStatement),
         medication_id=_medication_id(data.get("medicationCodeableConcept")),
         dosage=(data.get("dosage") or [{}])[0].get("text", ""),
         status=data.get("status", "active"),
@@ -227,7 +229,7 @@ def _request_to(r: MedicationRequest) -> dict[str, Any]:
         status=prescription.status,
         intent="order",
         medicationCodeableConcept=_medication(r.medication),
-        encounter=_ref("Encounter", prescription.encounter_id),
+        encounter=_ref("Encounter", prescription.encounter),
         authoredOn=_iso(r.recorded_at),
         requester=_user_ref(prescription.prescriber),
         recorder=_user_ref(r.recorded_by),
@@ -249,7 +251,7 @@ def _request_from(data: dict[str, Any]) -> MedicationRequest:
     if prescription is None:
         raise FhirError("MedicationRequest without its prescription (groupIdentifier)")
     return MedicationRequest(
-        **_item_fields(data),
+        **_item_fields(data, MedicationRequest),
         prescription_id=prescription,
         medication_id=_medication_id(data.get("medicationCodeableConcept")),
         dose=dosage.get("text", ""),
@@ -290,12 +292,12 @@ def _observation_to(o: Observation) -> dict[str, Any]:
         "Observation",
         extension=[
             _ext("observation-source", "valueCode", o.source),
-            _ext("report", "valueReference", _ref("DiagnosticReport", o.report_id)),
+            _ext("report", "valueReference", _ref("DiagnosticReport", o.report)),
         ],
         status=o.status,
         category=[_cc(category_system, o.category)],
         code=_concept(o.code),
-        encounter=_ref("Encounter", o.encounter_id),
+        encounter=_ref("Encounter", o.encounter),
         effectiveDateTime=_iso(o.effective_at),
         issued=_iso(o.recorded_at),
         performer=[_user_ref(o.recorded_by)],
@@ -317,15 +319,17 @@ def _observation_from(data: dict[str, Any]) -> dict[str, Any]:
     device = (data.get("device") or {}).get("identifier") or {}
     notes = [
         {
-            "id": _pk(note),
+            "id": _element_pk(note),
             "author_id": _user_id(note.get("authorReference")),
             "text": note.get("text", ""),
             "created_at": _datetime(note.get("time")),
         }
         for note in data.get("note", [])
     ]
+    fields = _item_fields(data, Observation)
+    patient_id = fields["patient_id"]
     return {
-        **_item_fields(data),
+        **fields,
         "code_id": _concept_id(data.get("code")),
         "category": _code((data.get("category") or [{}])[0], TERMINOLOGY + "observation-category"),
         "status": data.get("status", "final"),
@@ -337,8 +341,8 @@ def _observation_from(data: dict[str, Any]) -> dict[str, Any]:
         "effective_at": _datetime(data.get("effectiveDateTime")),
         "source": _ext_value(data, "observation-source") or "manual",
         "device_id": device.get("value", "") if device.get("system") == SYS_DEVICE else "",
-        "report_id": _ref_id(_ext_value(data, "report"), "DiagnosticReport"),
-        "encounter_id": _ref_id(data.get("encounter"), "Encounter"),
+        "report_id": _ref_id(_ext_value(data, "report"), "DiagnosticReport", patient_id=patient_id),
+        "encounter_id": _ref_id(data.get("encounter"), "Encounter", patient_id=patient_id),
         "recorded_at": _datetime(data.get("issued")) or timezone.now(),
         "recorded_by_id": _user_id((data.get("performer") or [None])[0]),
         "notes": notes,
@@ -351,24 +355,26 @@ def _report_to(r: DiagnosticReport) -> dict[str, Any]:
         "DiagnosticReport",
         extension=[
             *_recorded_ext(r),
-            _ext("document", "valueReference", _ref("DocumentReference", r.document_id)),
+            _ext("document", "valueReference", _ref("DocumentReference", r.document)),
         ],
         status=r.status,
         category=[
             _cc(TERMINOLOGY + "v2-0074", r.category, REPORT_CATEGORY_DISPLAY.get(r.category))
         ],
         code=_concept(r.code),
-        encounter=_ref("Encounter", r.encounter_id),
+        encounter=_ref("Encounter", r.encounter),
         issued=_iso(r.issued_at),
         performer=[{"display": r.performer}],
-        result=[_ref("Observation", result.pk) for result in r.results.all()],
+        result=[_ref("Observation", result) for result in r.results.all()],
         conclusion=r.conclusion,
     )
 
 
 def _report_from(data: dict[str, Any]) -> DiagnosticReport:
+    fields = _item_fields(data, DiagnosticReport)
+    patient_id = fields["patient_id"]
     return DiagnosticReport(
-        **_item_fields(data),
+        **fields,
         **_recorded_from_ext(data),
         code_id=_concept_id(data.get("code")),
         category=_code((data.get("category") or [{}])[0], TERMINOLOGY + "v2-0074"),
@@ -376,6 +382,11 @@ def _report_from(data: dict[str, Any]) -> DiagnosticReport:
         issued_at=_need(_datetime(data.get("issued")), "DiagnosticReport.issued"),
         performer=(data.get("performer") or [{}])[0].get("display", ""),
         conclusion=data.get("conclusion", ""),
-        document_id=_ref_id(_ext_value(data, "document"), "DocumentReference"),
-        encounter_id=_ref_id(data.get("encounter"), "Encounter"),
+        document_id=_ref_id(
+            _ext_value(data, "document"),
+            "DocumentReference",
+            model=DocumentReference,
+            patient_id=patient_id,
+        ),
+        encounter_id=_ref_id(data.get("encounter"), "Encounter", patient_id=patient_id),
     )

@@ -41,7 +41,7 @@ from .clinical import (
 )
 from .codes import NOTE_CATEGORY, SYS_DOCUMENT_CATEGORY
 from .documents import _document_from, _document_to, _note_from, _note_to
-from .helpers import FhirError, _code
+from .helpers import FhirError, _code, _fhir_id
 from .people import (
     _care_team_from,
     _care_team_to,
@@ -101,18 +101,39 @@ def to_fhir(obj: models.Model) -> dict[str, Any]:
 def from_fhir(data: dict[str, Any]) -> models.Model | dict[str, Any]:
     """The unsaved instance for a resource; a dict of field values for CareTeam/Observation.
 
-    Codes, medications and prescriptions are looked up by their identifiers (one query each);
-    unknown ones raise FhirError.
+    Without `id` it is a new row. With the id of a stored row it carries that row's pk,
+    version, last update and the columns FHIR does not carry, and an instance is marked as
+    stored, so `save()` updates it and bumps its version. An id we do not hold gives a new row
+    with that id. References ("Type/<fhir_id>"), codes, medications and prescriptions are
+    looked up (one query each); malformed or unknown ones raise FhirError.
     """
     resource_type = data.get("resourceType", "")
-    if resource_type == "DocumentReference" and (
-        str(data.get("id", "")).startswith("note-")
-        or _code((data.get("category") or [{}])[0], SYS_DOCUMENT_CATEGORY) == NOTE_CATEGORY
-    ):
-        return _note_from(data)
-    try:
-        mapper = _FROM_FHIR[resource_type]
-    except KeyError:
-        raise FhirError(f"Unsupported resourceType {resource_type!r}") from None
+    if resource_type == "DocumentReference":
+        mapper = _note_from if _is_note(data) else _document_from
+    else:
+        try:
+            mapper = _FROM_FHIR[resource_type]
+        except KeyError:
+            raise FhirError(f"Unsupported resourceType {resource_type!r}") from None
     result: models.Model | dict[str, Any] = mapper(data)
+    if isinstance(result, models.Model) and result.pk is not None:
+        result._state.adding = False
     return result
+
+
+def _is_note(data: dict[str, Any]) -> bool:
+    """A stored row's kind wins; a new DocumentReference is a note by its category."""
+    by_category = _code((data.get("category") or [{}])[0], SYS_DOCUMENT_CATEGORY) == NOTE_CATEGORY
+    fhir_id = _fhir_id(data)
+    if fhir_id is None:
+        return by_category
+    if ClinicalNote.objects.filter(fhir_id=fhir_id).exists():
+        stored_note = True
+    elif DocumentReference.objects.filter(fhir_id=fhir_id).exists():
+        stored_note = False
+    else:
+        return by_category
+    if stored_note != by_category:
+        kind = "a clinical note" if stored_note else "a document"
+        raise FhirError(f"DocumentReference/{fhir_id} is {kind}: its category cannot change")
+    return stored_note

@@ -1,5 +1,5 @@
-"""FHIR mapping of documents: DocumentReference, and ClinicalNote as a DocumentReference
-"note-<pk>"."""
+"""FHIR mapping of documents: DocumentReference, and ClinicalNote as a DocumentReference too
+(told apart by the category `clinical-note`; ids never collide, being random UUIDs)."""
 
 from __future__ import annotations
 
@@ -56,14 +56,15 @@ def _document_to(d: DocumentReference) -> dict[str, Any]:
         author=[_user_ref(d.recorded_by)],
         description=d.title,
         content=[{"attachment": attachment}],
-        context={"encounter": [_ref("Encounter", d.encounter_id)]},
+        context={"encounter": [_ref("Encounter", d.encounter)]},
     )
 
 
 def _document_from(data: dict[str, Any]) -> DocumentReference:
     attachment = (data.get("content") or [{}])[0].get("attachment") or {}
+    fields = _item_fields(data, DocumentReference)
     return DocumentReference(
-        **_item_fields(data),
+        **fields,
         title=data.get("description", ""),
         category=_code((data.get("category") or [{}])[0], SYS_DOCUMENT_CATEGORY) or "other",
         status=data.get("status", "current"),
@@ -71,9 +72,7 @@ def _document_from(data: dict[str, Any]) -> DocumentReference:
         size=attachment.get("size", 0),
         sha256=_ext_value(attachment, "sha256") or "",
         filename=attachment.get("title", ""),
-        encounter_id=_ref_id(
-            ((data.get("context") or {}).get("encounter") or [{}])[0], "Encounter"
-        ),
+        encounter_id=_encounter_id(data, fields["patient_id"]),
         recorded_at=_datetime(data.get("date")) or timezone.now(),
         recorded_by_id=_user_id((data.get("author") or [None])[0]),
     )
@@ -83,11 +82,8 @@ def _note_to(n: ClinicalNote) -> dict[str, Any]:
     code, display = NOTE_LOINC[n.kind]
     replaces = None
     if n.amends_id is not None:
-        replaces = {
-            "code": "replaces",
-            "target": {"reference": f"DocumentReference/note-{n.amends_id}"},
-        }
-    resource = _item(
+        replaces = {"code": "replaces", "target": _ref("DocumentReference", n.amends)}
+    return _item(
         n,
         "DocumentReference",
         extension=[
@@ -112,10 +108,8 @@ def _note_to(n: ClinicalNote) -> dict[str, Any]:
                 }
             }
         ],
-        context={"encounter": [_ref("Encounter", n.encounter_id)]},
+        context={"encounter": [_ref("Encounter", n.encounter)]},
     )
-    resource["id"] = f"note-{n.pk}"
-    return resource
 
 
 def _note_from(data: dict[str, Any]) -> ClinicalNote:
@@ -124,10 +118,15 @@ def _note_from(data: dict[str, Any]) -> ClinicalNote:
     replaces: dict[str, Any] = next(
         (r for r in data.get("relatesTo", []) if r.get("code") == "replaces"), {}
     )
-    target = (replaces.get("target") or {}).get("reference", "")
-    amends = target.rsplit("/note-", 1)[-1] if "/note-" in target else ""
+    fields = _item_fields(data, ClinicalNote)
+    amends = _ref_id(
+        replaces.get("target"),
+        "DocumentReference",
+        model=ClinicalNote,
+        patient_id=fields["patient_id"],
+    )
     return ClinicalNote(
-        **_item_fields(data),
+        **fields,
         recorded_at=_datetime(_ext_value(data, "recorded")) or timezone.now(),
         recorded_by_id=_user_id((data.get("author") or [None])[0]),
         kind=kinds.get(_code(data.get("type"), CodeSystem.LOINC), "progress"),
@@ -136,9 +135,12 @@ def _note_from(data: dict[str, Any]) -> ClinicalNote:
         status="amended" if data.get("status") == "superseded" else "current",
         signed_at=_need(_datetime(data.get("date")), "DocumentReference.date"),
         signature=_ext_value(data, "signature") or "",
-        amends_id=int(amends) if amends.isdigit() else None,
+        amends_id=amends,
         amendment_reason=_ext_value(data, "amendment-reason") or "",
-        encounter_id=_ref_id(
-            ((data.get("context") or {}).get("encounter") or [{}])[0], "Encounter"
-        ),
+        encounter_id=_encounter_id(data, fields["patient_id"]),
     )
+
+
+def _encounter_id(data: dict[str, Any], patient_id: int) -> int | None:
+    encounter = ((data.get("context") or {}).get("encounter") or [{}])[0]
+    return _ref_id(encounter, "Encounter", patient_id=patient_id)

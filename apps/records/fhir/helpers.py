@@ -3,14 +3,37 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from decimal import Decimal
 from typing import Any, TypeVar
 
 from django.core.exceptions import ObjectDoesNotExist
+from django.db import models
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
 
-from ..models import CodeSystem, Concept, Medication, Practitioner, Prescription, Sensitivity
+from apps.accounts.models import Organization
+
+from ..models import (
+    AllergyIntolerance,
+    CareTeam,
+    ClinicalNote,
+    CodeSystem,
+    Concept,
+    Condition,
+    DiagnosticReport,
+    DocumentReference,
+    Encounter,
+    Medication,
+    MedicationRequest,
+    MedicationStatement,
+    Observation,
+    Patient,
+    Practitioner,
+    PractitionerRole,
+    Prescription,
+    Sensitivity,
+)
 from .codes import EXT, SENSITIVITY_ACT, SYS_PRESCRIPTION, SYS_USER, V3_ACT, V3_CONFIDENTIALITY
 
 T = TypeVar("T")
@@ -70,16 +93,101 @@ def _decimal(value: Any) -> Decimal | None:
     return Decimal(str(value)) if value is not None else None
 
 
-def _ref(resource_type: str, pk: Any) -> dict[str, str] | None:
-    return {"reference": f"{resource_type}/{pk}"} if pk is not None else None
+# The models behind each FHIR type. ClinicalNote is published as a DocumentReference: both share
+# the type's id space, which is safe because ids are random UUIDs.
+RESOURCE_MODELS: dict[str, type[models.Model] | tuple[type[models.Model], ...]] = {
+    "Organization": Organization,
+    "Patient": Patient,
+    "Practitioner": Practitioner,
+    "PractitionerRole": PractitionerRole,
+    "CareTeam": CareTeam,
+    "Encounter": Encounter,
+    "Condition": Condition,
+    "AllergyIntolerance": AllergyIntolerance,
+    "MedicationStatement": MedicationStatement,
+    "MedicationRequest": MedicationRequest,
+    "Observation": Observation,
+    "DiagnosticReport": DiagnosticReport,
+    "DocumentReference": (DocumentReference, ClinicalNote),
+}
 
 
-def _ref_id(ref: dict[str, Any] | None, resource_type: str) -> int | None:
-    """The pk in "Type/123" (relative or absolute), or None."""
-    parts = (ref or {}).get("reference", "").rstrip("/").split("/")
-    if len(parts) >= 2 and parts[-2] == resource_type and parts[-1].isdigit():
-        return int(parts[-1])
-    return None
+def _models_of(resource_type: str) -> tuple[type[models.Model], ...]:
+    found = RESOURCE_MODELS[resource_type]
+    return found if isinstance(found, tuple) else (found,)
+
+
+def _parse_reference(reference: Any, expected_types: tuple[str, ...]) -> tuple[str, uuid.UUID]:
+    """("Type", fhir_id) of a literal reference "Type/<uuid>" (relative or absolute URL)."""
+    if not isinstance(reference, str) or not reference.strip():
+        raise FhirError(f"Malformed reference {reference!r}: expected Type/id")
+    parts = reference.strip().rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":  # a versioned reference: Type/id/_history/n
+        parts = parts[:-2]
+    if len(parts) < 2:
+        raise FhirError(f"Malformed reference {reference!r}: expected Type/id")
+    resource_type, raw_id = parts[-2], parts[-1]
+    if resource_type not in expected_types:
+        wanted = " or ".join(expected_types)
+        raise FhirError(f"Reference {reference!r} should point to a {wanted}")
+    try:
+        return resource_type, uuid.UUID(raw_id)
+    except ValueError:
+        raise FhirError(f"Malformed reference {reference!r}: the id is not one of ours") from None
+
+
+def resolve_reference(reference: str, expected_types: tuple[str, ...]) -> models.Model:
+    """The row behind a reference "Type/<fhir_id>" to one of `expected_types`.
+
+    No permission check: callers check that the row is theirs to see. Raises FhirError when the
+    reference is malformed, names another type, or points to nothing.
+    """
+    unknown = [t for t in expected_types if t not in RESOURCE_MODELS]
+    if unknown:
+        raise FhirError(f"Unsupported resource type {unknown[0]!r}")
+    resource_type, fhir_id = _parse_reference(reference, expected_types)
+    for model in _models_of(resource_type):
+        found = model._default_manager.filter(fhir_id=fhir_id).first()
+        if found is not None:
+            return found
+    raise FhirError(f"Unknown reference {reference!r}: no such {resource_type}")
+
+
+def _ref(resource_type: str, obj: Any) -> dict[str, str] | None:
+    """A reference to a row (a related object, loaded: select_related it in lists)."""
+    return {"reference": f"{resource_type}/{obj.fhir_id}"} if obj is not None else None
+
+
+def _ref_id(
+    ref: dict[str, Any] | None,
+    resource_type: str,
+    *,
+    model: type[models.Model] | None = None,
+    patient_id: int | None = None,
+) -> int | None:
+    """The pk behind `ref` ("Type/<fhir_id>"), None when it has no literal reference.
+
+    `patient_id` limits the search to that patient's rows, so a resource cannot point into
+    another record (which answers "unknown", as if the row did not exist).
+    """
+    reference = (ref or {}).get("reference")
+    if reference is None:
+        return None
+    _type, fhir_id = _parse_reference(reference, (resource_type,))
+    for candidate in (model,) if model is not None else _models_of(resource_type):
+        rows = candidate._default_manager.filter(fhir_id=fhir_id)
+        if patient_id is not None:
+            rows = rows.filter(patient_id=patient_id)
+        pk = rows.values_list("pk", flat=True).first()
+        if pk is not None:
+            return int(pk)
+    raise FhirError(f"Unknown reference {reference!r}: no such {resource_type}")
+
+
+def _reference_id(reference: str, resource_type: str) -> str | None:
+    """The id in "Type/<id>" when it names `resource_type` (no database lookup), else None."""
+    parts = reference.rstrip("/").split("/")
+    return parts[-1] if len(parts) >= 2 and parts[-2] == resource_type else None
 
 
 def _ext(name: str, kind: str, value: Any) -> dict[str, Any] | None:
@@ -179,7 +287,7 @@ def _user_ref(user: Any) -> dict[str, Any] | None:
     except ObjectDoesNotExist:
         practitioner = None
     return {
-        "reference": f"Practitioner/{practitioner.pk}" if practitioner else None,
+        "reference": f"Practitioner/{practitioner.fhir_id}" if practitioner else None,
         "identifier": {"system": SYS_USER, "value": str(user.pk)},
         "display": user.get_full_name(),
     }
@@ -198,11 +306,22 @@ def _user_id(ref: dict[str, Any] | None) -> int | None:
     return None
 
 
-def _meta(sensitivity: str) -> dict[str, Any]:
-    security = [_coding(V3_CONFIDENTIALITY, "N" if sensitivity == Sensitivity.NORMAL else "R")]
-    if sensitivity in SENSITIVITY_ACT:
-        security.append(_coding(V3_ACT, SENSITIVITY_ACT[Sensitivity(sensitivity)]))
-    return {"security": security}
+def _instant(value: dt.datetime | None) -> str | None:
+    if value is not None and timezone.is_naive(value):
+        value = timezone.make_aware(value)
+    return _iso(value)
+
+
+def _meta(obj: Any, sensitivity: str | None = None) -> dict[str, Any]:
+    """Version and last update of the row; security labels for clinical items."""
+    meta: dict[str, Any] = {"versionId": str(obj.version), "lastUpdated": _instant(obj.updated_at)}
+    if sensitivity is not None:
+        confidentiality = "N" if sensitivity == Sensitivity.NORMAL else "R"
+        security = [_coding(V3_CONFIDENTIALITY, confidentiality)]
+        if sensitivity in SENSITIVITY_ACT:
+            security.append(_coding(V3_ACT, SENSITIVITY_ACT[Sensitivity(sensitivity)]))
+        meta["security"] = security
+    return meta
 
 
 def _sensitivity(data: dict[str, Any]) -> str:
@@ -213,30 +332,74 @@ def _sensitivity(data: dict[str, Any]) -> str:
     return Sensitivity.NORMAL.value
 
 
+# Columns FHIR does not carry: an update keeps the stored values, so saving it loses nothing.
+_UNMAPPED: dict[type[models.Model], tuple[str, ...]] = {
+    Patient: ("user_id", "created_at"),
+    DocumentReference: ("storage_name", "thumbnail_name", "key_id"),
+}
+
+
+def _fhir_id(data: dict[str, Any]) -> uuid.UUID | None:
+    raw = data.get("id")
+    if raw is None:
+        return None
+    try:
+        return uuid.UUID(str(raw))
+    except ValueError:
+        label = data.get("resourceType", "resource")
+        raise FhirError(f"{label}.id {raw!r} is not one of our ids (a UUID)") from None
+
+
+def _identity(data: dict[str, Any], model: type[models.Model]) -> dict[str, Any]:
+    """The row a resource stands for: new without an id; else the stored row's pk and version.
+
+    An id we do not hold gives a new row with that id (update as create: the API decides).
+    Version and last update always come from the database, never from the client's meta.
+    """
+    fhir_id = _fhir_id(data)
+    if fhir_id is None:
+        return {"id": None}
+    keep = _UNMAPPED.get(model, ())
+    rows = model._default_manager.filter(fhir_id=fhir_id)
+    row = rows.values("pk", "version", "updated_at", *keep).first()
+    if row is None:
+        return {"id": None, "fhir_id": fhir_id}
+    return {"id": row.pop("pk"), "fhir_id": fhir_id, **row}
+
+
+def _resource(obj: Any, resource_type: str, sensitivity: str | None = None) -> dict[str, Any]:
+    """The start of every resource: type, id (the row's opaque UUID) and meta."""
+    return {
+        "resourceType": resource_type,
+        "id": str(obj.fhir_id),
+        "meta": _meta(obj, sensitivity),
+    }
+
+
 def _item(obj: Any, resource_type: str, **elements: Any) -> dict[str, Any]:
-    """A clinical resource: id, security labels, the subject, then its own elements."""
+    """A clinical resource: id, meta with security labels, the subject, then its own elements."""
     subject = "patient" if resource_type == "AllergyIntolerance" else "subject"
     resource = {
-        "resourceType": resource_type,
-        "id": str(obj.pk),
-        "meta": _meta(obj.sensitivity),
+        **_resource(obj, resource_type, obj.sensitivity),
         "extension": elements.pop("extension", None),
-        subject: _ref("Patient", obj.patient_id),
+        subject: _ref("Patient", obj.patient),
         **elements,
     }
     return _clean(resource)
 
 
-def _item_fields(data: dict[str, Any]) -> dict[str, Any]:
-    subject = data.get("patient") if data["resourceType"] == "AllergyIntolerance" else None
-    patient_id = _ref_id(subject or data.get("subject"), "Patient")
+def _item_fields(data: dict[str, Any], model: type[models.Model]) -> dict[str, Any]:
+    resource_type = data["resourceType"]
+    subject = data.get("patient") if resource_type == "AllergyIntolerance" else data.get("subject")
+    patient_id = _ref_id(subject, "Patient")
     if patient_id is None:
-        raise FhirError(f"{data['resourceType']} without a patient")
-    return {"id": _pk(data), "patient_id": patient_id, "sensitivity": _sensitivity(data)}
+        raise FhirError(f"{resource_type} without a patient")
+    return {**_identity(data, model), "patient_id": patient_id, "sensitivity": _sensitivity(data)}
 
 
-def _pk(data: dict[str, Any]) -> int | None:
-    raw = str(data.get("id", "")).removeprefix("note-")
+def _element_pk(element: dict[str, Any]) -> int | None:
+    """The pk in a child element's id (care-team participants, observation notes)."""
+    raw = str(element.get("id", ""))
     return int(raw) if raw.isdigit() else None
 
 

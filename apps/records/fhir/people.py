@@ -20,21 +20,24 @@ from .codes import (
     SYS_USER,
 )
 from .helpers import (
+    FhirError,
     _cc,
     _clean,
     _code,
     _coding,
     _date,
     _datetime,
+    _element_pk,
     _ext,
     _ext_value,
     _identifier,
+    _identity,
     _iso,
     _need,
     _period,
-    _pk,
     _ref,
     _ref_id,
+    _resource,
     _telecom,
     _user_id,
     _user_ref,
@@ -44,8 +47,7 @@ from .helpers import (
 def _organization_to(org: Organization) -> dict[str, Any]:
     return _clean(
         {
-            "resourceType": "Organization",
-            "id": str(org.pk),
+            **_resource(org, "Organization"),
             "identifier": [{"system": SYS_GLN, "value": org.gln}] if org.gln else [],
             "active": True,
             "name": org.name,
@@ -60,7 +62,7 @@ def _organization_to(org: Organization) -> dict[str, Any]:
 
 def _organization_from(data: dict[str, Any]) -> Organization:
     return Organization(
-        pk=_pk(data),
+        **_identity(data, Organization),
         name=data.get("name", ""),
         gln=_identifier(data, SYS_GLN).get("value", ""),
         address=(data.get("address") or [{}])[0].get("text", ""),
@@ -91,8 +93,7 @@ def _patient_to(p: Patient) -> dict[str, Any]:
         }
     return _clean(
         {
-            "resourceType": "Patient",
-            "id": str(p.pk),
+            **_resource(p, "Patient"),
             "identifier": [
                 {"system": SYS_AHV, "value": p.ahv_number} if p.ahv_number else None,
                 card,
@@ -120,7 +121,7 @@ def _patient_to(p: Patient) -> dict[str, Any]:
                     "preferred": True,
                 }
             ],
-            "managingOrganization": _ref("Organization", p.organization_id),
+            "managingOrganization": _ref("Organization", p.organization),
         }
     )
 
@@ -133,7 +134,7 @@ def _patient_from(data: dict[str, Any]) -> Patient:
     assigner = card.get("assigner") or {}
     language = (data.get("communication") or [{}])[0].get("language")
     return Patient(
-        pk=_pk(data),
+        **_identity(data, Patient),
         organization_id=_ref_id(data.get("managingOrganization"), "Organization"),
         family_name=name.get("family", ""),
         given_names=" ".join(name.get("given", [])),
@@ -161,8 +162,7 @@ def _practitioner_to(p: Practitioner) -> dict[str, Any]:
     user = p.user
     return _clean(
         {
-            "resourceType": "Practitioner",
-            "id": str(p.pk),
+            **_resource(p, "Practitioner"),
             "identifier": [
                 {
                     "system": REGISTRATION_SYSTEMS[p.registration_system],
@@ -183,10 +183,12 @@ def _practitioner_from(data: dict[str, Any]) -> Practitioner:
         if value := _identifier(data, url).get("value"):
             system, number = key, value
             break
-    user = _identifier(data, SYS_USER).get("value")
+    user = str(_need(_identifier(data, SYS_USER).get("value"), "Practitioner.identifier (account)"))
+    if not user.isdigit():
+        raise FhirError(f"Unknown account {user!r} in Practitioner.identifier")
     return Practitioner(
-        pk=_pk(data),
-        user_id=int(_need(user, "Practitioner.identifier (account)")),
+        **_identity(data, Practitioner),
+        user_id=int(user),
         registration_system=system,
         registration_number=number,
         qualification=((data.get("qualification") or [{}])[0].get("code") or {}).get("text", ""),
@@ -202,12 +204,11 @@ def _role_to(role: PractitionerRole) -> dict[str, Any]:
         }
     return _clean(
         {
-            "resourceType": "PractitionerRole",
-            "id": str(role.pk),
+            **_resource(role, "PractitionerRole"),
             "active": role.active,
             "period": _period(role.period_start, role.period_end),
-            "practitioner": _ref("Practitioner", role.practitioner_id),
-            "organization": _ref("Organization", role.organization_id),
+            "practitioner": _ref("Practitioner", role.practitioner),
+            "organization": _ref("Organization", role.organization),
             "code": [_cc(SYS_ROLE, role.code)],
             "specialty": [specialty],
         }
@@ -218,7 +219,7 @@ def _role_from(data: dict[str, Any]) -> PractitionerRole:
     specialty = (data.get("specialty") or [{}])[0]
     period = data.get("period") or {}
     return PractitionerRole(
-        pk=_pk(data),
+        **_identity(data, PractitionerRole),
         practitioner_id=_need(_ref_id(data.get("practitioner"), "Practitioner"), "practitioner"),
         organization_id=_need(_ref_id(data.get("organization"), "Organization"), "organization"),
         code=_code((data.get("code") or [{}])[0], SYS_ROLE),
@@ -243,14 +244,13 @@ def _care_team_to(team: CareTeam) -> dict[str, Any]:
     ]
     return _clean(
         {
-            "resourceType": "CareTeam",
-            "id": str(team.pk),
+            **_resource(team, "CareTeam"),
             "status": "active" if team.active else "inactive",
             "name": team.name,
-            "subject": _ref("Patient", team.patient_id),
+            "subject": _ref("Patient", team.patient),
             "period": {"start": _iso(team.created_at)},
             "participant": participants,
-            "managingOrganization": [_ref("Organization", team.organization_id)],
+            "managingOrganization": [_ref("Organization", team.organization)],
         }
     )
 
@@ -261,7 +261,7 @@ def _care_team_from(data: dict[str, Any]) -> dict[str, Any]:
         period = participant.get("period") or {}
         members.append(
             {
-                "id": _pk(participant),
+                "id": _element_pk(participant),
                 "user_id": _user_id(participant.get("member")),
                 "role": _code((participant.get("role") or [{}])[0], SYS_ROLE),
                 "is_lead": bool(_ext_value(participant, "lead")),
@@ -269,9 +269,12 @@ def _care_team_from(data: dict[str, Any]) -> dict[str, Any]:
                 "ended_at": _datetime(period.get("end")),
             }
         )
+    patient_id = _ref_id(data.get("subject"), "Patient")
+    if patient_id is None:
+        raise FhirError("CareTeam without a patient")
     return {
-        "id": _pk(data),
-        "patient_id": _ref_id(data.get("subject"), "Patient"),
+        **_identity(data, CareTeam),
+        "patient_id": patient_id,
         "name": data.get("name", ""),
         "active": data.get("status") == "active",
         "organization_id": _ref_id((data.get("managingOrganization") or [{}])[0], "Organization"),
