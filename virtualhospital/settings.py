@@ -114,6 +114,7 @@ INSTALLED_APPS = [
     "apps.audit",
     "apps.notifications",
     "guardian",
+    "oauth2_provider",
     "apps.records",
     "apps.interop",
 ]
@@ -210,6 +211,7 @@ CELERY_TIMEZONE = TIME_ZONE
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "apps.audit.tasks.checkpoint_audit", "schedule": 3600.0},
+    "fhir-export-purge": {"task": "apps.interop.tasks.purge_expired_exports", "schedule": 3600.0},
 }
 
 MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))
@@ -394,3 +396,18 @@ RECORDS_SENSITIVE_ROLES = {
 }
 RECORDS_BREAK_GLASS_HOURS = env_int("BREAK_GLASS_HOURS", 4, minimum=1)
 RECORDS_MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024
+
+# FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
+# client-credentials grant at /o/token/; the scopes a client may ask for are set per client.
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+OAUTH2_PROVIDER = {
+    "ACCESS_TOKEN_EXPIRE_SECONDS": env_int("FHIR_TOKEN_SECONDS", 3600, minimum=60),
+    "SCOPES": {
+        "system/*.rs": "Read and search every resource",
+        "system/*.cruds": "Read, search and write every resource",
+    },
+    "SCOPES_BACKEND_CLASS": "apps.interop.fhir_api.oauth.ClientScopesBackend",
+    "COMPLIANT_BCP_RFC9700_TOKEN_STORAGE": True,
+}
+# Bulk Data $export: how long finished files stay downloadable.
+FHIR_EXPORT_RETENTION_HOURS = env_int("FHIR_EXPORT_RETENTION_HOURS", 24, minimum=1)

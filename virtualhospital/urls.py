@@ -1,6 +1,7 @@
 from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularRedocView, SpectacularSwaggerView
+from oauth2_provider import views as oauth2_views
 
 from apps.accounts import views as account_views
 from apps.core import views as core_views
@@ -23,6 +24,9 @@ urlpatterns = [
     path("notifications/", include("apps.notifications.urls")),
     path("", include("apps.records.urls")),
     path("", include("apps.interop.urls")),
+    # OAuth2 for backend systems of the FHIR API (client-credentials grant only).
+    path("o/token/", oauth2_views.TokenView.as_view(), name="oauth2-token"),
+    path("o/revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),
     path("admin/", admin.site.urls),
     path("api/v1/", include((api_v1, "api"), namespace="api")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

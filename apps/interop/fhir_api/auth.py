@@ -61,6 +61,13 @@ class Caller:
     label: str
     detail: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def key(self) -> str:
+        """A stable identity that owns things (export jobs): 'user:<pk>' or 'client:<id>'."""
+        if self.kind != SYSTEM and self.user is not None:
+            return f"user:{self.user.pk}"
+        return f"client:{self.detail.get('client_id', '')}"
+
     def can(self, resource: str, permission: str) -> bool:
         return any(
             scope.context == self.kind and scope.allows(resource, permission)

@@ -190,6 +190,10 @@ def type_level(request: HttpRequest, caller: Caller, type_name: str) -> HttpResp
         from .writes import create
 
         return create(request, caller, rtype)
+    if request.method == "PUT":
+        from .writes import conditional_update
+
+        return conditional_update(request, caller, rtype)
     raise FhirHttpError(
         405, f"{request.method} is not supported on {rtype.name}.", code="not-supported"
     )
@@ -295,6 +299,60 @@ def search(request: HttpRequest, caller: Caller, rtype: ResourceType, params: An
         extra={"total": total, "query": params.urlencode()[:500]},
     )
     return fhir_response(bundle)
+
+
+@fhir_view
+def root(request: HttpRequest, caller: Caller) -> HttpResponse:
+    """`POST /fhir/`: a transaction or batch Bundle."""
+    if request.method != "POST":
+        raise FhirHttpError(
+            405,
+            "Only POST (a transaction or batch Bundle) is supported on the base.",
+            code="not-supported",
+        )
+    from .transaction import process_bundle
+
+    return process_bundle(request, caller)
+
+
+@fhir_view
+def export(request: HttpRequest, caller: Caller, level: str, fhir_id: str = "") -> HttpResponse:
+    """`$export` kick-off at system, Patient or Group level."""
+    from .bulk import kickoff
+
+    return kickoff(request, caller, level, fhir_id)
+
+
+@fhir_view
+def export_status(request: HttpRequest, caller: Caller, job_id: str) -> HttpResponse:
+    """Poll (GET) or cancel (DELETE) an export job."""
+    from .bulk import status
+
+    return status(request, caller, job_id)
+
+
+@fhir_view
+def export_file(request: HttpRequest, caller: Caller, job_id: str, name: str) -> HttpResponse:
+    """Download one NDJSON file of a finished export."""
+    from .bulk import download
+
+    return download(request, caller, job_id, name)
+
+
+@fhir_view
+def everything(request: HttpRequest, caller: Caller, fhir_id: str) -> HttpResponse:
+    """`Patient/<id>/$everything`."""
+    from .operations import patient_everything
+
+    return patient_everything(request, caller, fhir_id)
+
+
+@fhir_view
+def binary(request: HttpRequest, caller: Caller, fhir_id: str) -> HttpResponse:
+    """`Binary/<id>`: a document's content, through the permission check."""
+    from .operations import binary_content
+
+    return binary_content(request, caller, fhir_id)
 
 
 def capability(request: HttpRequest) -> HttpResponse:
