@@ -1,0 +1,1 @@
+"""The audit trail as FHIR AuditEvent (administrators' and systems' tokens only)."""
