@@ -1,105 +1,176 @@
-"""The CapabilityStatement, generated from what the registry really serves."""
+"""The CapabilityStatement, generated from what the registry and the API modules really serve.
+
+Writes, transactions and operations are declared only when the module implementing them is
+installed, so the statement never promises an interaction that would answer 404.
+"""
 
 from __future__ import annotations
 
+from importlib.util import find_spec
 from typing import Any
 
+from django.conf import settings
 from django.urls import NoReverseMatch, reverse
 from django.utils import timezone
 
-from .errors import FHIR_VERSION
-from .registry import all_types
+from .errors import FHIR_JSON, FHIR_VERSION
+from .registry import REFERENCE, ResourceType, SearchParam, all_types
 
-# Operations served, with the module that implements them (checked before being declared).
-OPERATIONS = [
-    ("everything", "Patient", "http://hl7.org/fhir/OperationDefinition/Patient-everything"),
-    ("export", None, "http://hl7.org/fhir/uv/bulkdata/OperationDefinition/export"),
+BULK = "http://hl7.org/fhir/uv/bulkdata"
+EVERYTHING = ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything")
+SYSTEM_EXPORT = ("export", f"{BULK}/OperationDefinition/export")
+PATIENT_EXPORT = ("export", f"{BULK}/OperationDefinition/patient-export")
+GROUP_EXPORT = ("export", f"{BULK}/OperationDefinition/group-export")
+OAUTH_URIS = "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris"
+SECURITY_SERVICE = "http://terminology.hl7.org/CodeSystem/restful-security-service"
+# Control parameters every search accepts (see search.py).
+COMMON_PARAMS = [
+    ("_count", "number", "Page size (default 50, at most 500); next/previous links page on."),
+    ("_offset", "number", "Position of the page's first match (set by the paging links)."),
+    ("_sort", "string", "Comma-separated sortable parameters, '-' for descending."),
+    ("_summary", "token", "Only 'count': the total without the matches."),
 ]
 
 
-def _interactions(writable: bool) -> list[dict[str, str]]:
-    codes = ["read", "vread", "search-type"] + (["create", "update"] if writable else [])
+def _implemented(module: str) -> bool:
+    return find_spec(f"{__package__}.{module}") is not None
+
+
+def _interactions(rtype: ResourceType, writes: bool) -> list[dict[str, str]]:
+    codes = ["read", "vread", "search-type"]
+    if rtype.writable and writes:
+        codes += ["create", "update"]
     return [{"code": code} for code in codes]
 
 
-def _token_url(base: str) -> str | None:
+def _url(base: str, name: str) -> str | None:
     try:
-        return base.rsplit("/fhir", 1)[0] + reverse("interop:oauth-token")
+        return base.rsplit("/fhir", 1)[0] + reverse(name)
     except NoReverseMatch:
         return None
 
 
-def capability_statement(base: str) -> dict[str, Any]:
-    resources = []
-    for rtype in all_types():
-        entry: dict[str, Any] = {
-            "type": rtype.name,
-            "interaction": _interactions(rtype.writable),
-            "versioning": "versioned-update",
-            "readHistory": False,
-            "updateCreate": False,
-            "conditionalCreate": rtype.writable,
-            "conditionalUpdate": rtype.writable,
-            "searchParam": [
-                {"name": p.name, "type": p.type}
-                for p in sorted(rtype.params.values(), key=lambda p: p.name)
-            ],
-        }
-        if rtype.includes:
-            entry["searchInclude"] = [f"{rtype.name}:{name}" for name in rtype.includes]
-        if rtype.name == "Patient":
-            entry["operation"] = [
-                {"name": name, "definition": definition}
-                for name, on, definition in OPERATIONS
-                if on == "Patient"
-            ]
-        resources.append(entry)
+def _operation(name: str, definition: str) -> dict[str, str]:
+    return {"name": name, "definition": definition}
+
+
+def _search_param(param: SearchParam) -> dict[str, str]:
+    entry = {"name": param.name, "type": param.type}
+    if param.documentation:
+        entry["documentation"] = param.documentation
+    return entry
+
+
+def _revincludes(rtype: ResourceType, types: list[ResourceType]) -> list[str]:
+    """'Source:param' for every reference parameter of another type that points to `rtype`."""
+    return [
+        f"{source.name}:{param.name}"
+        for source in types
+        for param in sorted(source.params.values(), key=lambda p: p.name)
+        if param.type == REFERENCE and rtype.name in param.targets
+    ]
+
+
+def _resource(
+    rtype: ResourceType, types: list[ResourceType], writes: bool, export: bool
+) -> dict[str, Any]:
+    writable = rtype.writable and writes
+    entry: dict[str, Any] = {
+        "type": rtype.name,
+        "interaction": _interactions(rtype, writes),
+        "versioning": "versioned-update" if writable else "versioned",
+        "readHistory": False,
+        "updateCreate": writable,
+        "conditionalCreate": writable,
+        "conditionalUpdate": writable,
+        "conditionalDelete": "not-supported",
+        "searchParam": [
+            _search_param(p) for p in sorted(rtype.params.values(), key=lambda p: p.name)
+        ],
+    }
+    if rtype.includes:
+        entry["searchInclude"] = [f"{rtype.name}:{name}" for name in rtype.includes]
+    revincludes = _revincludes(rtype, types)
+    if revincludes:
+        entry["searchRevInclude"] = revincludes
+    if rtype.name == "Patient":
+        operations = [_operation(*EVERYTHING)]
+        if export:
+            operations.append(_operation(*PATIENT_EXPORT))
+        entry["operation"] = operations
+    return entry
+
+
+def _security(base: str) -> dict[str, Any]:
     security: dict[str, Any] = {
-        "cors": False,
+        "cors": "corsheaders" in settings.INSTALLED_APPS,
         "service": [
             {
                 "coding": [
                     {
-                        "system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                        "system": SECURITY_SERVICE,
                         "code": "SMART-on-FHIR",
+                        "display": "SMART-on-FHIR",
                     }
-                ]
+                ],
+                "text": "OAuth2 bearer tokens with SMART v2 scopes",
             }
         ],
         "description": (
             "Bearer tokens with SMART v2 scopes: patient/ (the patient's own compartment), "
             "user/ (what the staff member may see), system/ (backend services, OAuth2 client "
-            "credentials). Every access is audited."
+            "credentials grant at the token URL, HTTP Basic client authentication). Every "
+            "access is audited."
         ),
     }
-    token_url = _token_url(base)
-    if token_url:
-        security["extension"] = [
-            {
-                "url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
-                "extension": [{"url": "token", "valueUri": token_url}],
-            }
-        ]
-    return {
+    uris = [
+        {"url": name, "valueUri": url}
+        for name, url in (
+            ("token", _url(base, "oauth2-token")),
+            ("revoke", _url(base, "oauth2-revoke")),
+        )
+        if url
+    ]
+    if uris:
+        security["extension"] = [{"url": OAUTH_URIS, "extension": uris}]
+    return security
+
+
+def capability_statement(base: str) -> dict[str, Any]:
+    types = all_types()
+    writes = _implemented("writes")
+    export = _implemented("bulk")
+    resources = [_resource(rtype, types, writes, export) for rtype in types]
+    system_operations = []
+    if export:
+        system_operations.append(_operation(*SYSTEM_EXPORT))
+        resources.append({"type": "Group", "operation": [_operation(*GROUP_EXPORT)]})
+    rest: dict[str, Any] = {
+        "mode": "server",
+        "documentation": "Patient data is served to callers who may see it; others get 404.",
+        "security": _security(base),
+        "resource": resources,
+        "searchParam": [
+            {"name": name, "type": kind, "documentation": text}
+            for name, kind, text in COMMON_PARAMS
+        ],
+    }
+    if _implemented("transaction"):
+        rest["interaction"] = [{"code": "transaction"}, {"code": "batch"}]
+    if system_operations:
+        rest["operation"] = system_operations
+    statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
-        "date": timezone.now().date().isoformat(),
+        "date": timezone.now().isoformat(timespec="seconds"),
+        "publisher": "Hôpital virtuel",
         "kind": "instance",
         "software": {"name": "Hôpital virtuel"},
         "implementation": {"description": "Virtual hospital FHIR API", "url": base},
         "fhirVersion": FHIR_VERSION,
-        "format": ["application/fhir+json", "json"],
-        "rest": [
-            {
-                "mode": "server",
-                "security": security,
-                "resource": resources,
-                "interaction": [{"code": "transaction"}, {"code": "batch"}],
-                "operation": [
-                    {"name": name, "definition": definition}
-                    for name, on, definition in OPERATIONS
-                    if on is None
-                ],
-            }
-        ],
+        "format": [FHIR_JSON, "json"],
+        "rest": [rest],
     }
+    if export:
+        statement["instantiates"] = [f"{BULK}/CapabilityStatement/bulk-data"]
+    return statement

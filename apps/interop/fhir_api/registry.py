@@ -50,6 +50,10 @@ class ResourceType:
     includes: tuple[str, ...] = ()
     base_filter: dict[str, Any] = field(default_factory=dict)
 
+    def allows(self, caller: Any) -> bool:
+        """Whether the caller may use this type at all, beyond its kind (types override it)."""
+        return True
+
     def queryset(self, model: type[Model]) -> QuerySet[Any]:
         queryset = model._default_manager.filter(**self.base_filter.get(model.__name__, {}))
         if self.select_related:

@@ -4,20 +4,43 @@ Parameter types: token (`system|code`, `code`, `|code`, `system|`), string (star
 and accent sensitive as Django's `istartswith`; `:exact`, `:contains`), date (prefixes eq, ne,
 gt, lt, ge, le, sa, eb with the value's precision), reference (`Type/id` or `id`).
 Paging is by offset (`_offset`) with `_count` (default 50, at most 500) and next/previous links.
+
+`with_related` loads what each type's mapper reads, so a page or a read costs the same number of
+queries whatever its size (tests/interop/test_fhir_queries.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
 from django.db import models
-from django.db.models import Q
+from django.db.models import Prefetch, Q
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
+
+from apps.accounts.models import Organization, User
+from apps.records.models import (
+    AllergyIntolerance,
+    CareTeam,
+    CareTeamMember,
+    ClinicalNote,
+    Condition,
+    DiagnosticReport,
+    DocumentReference,
+    Encounter,
+    MedicationRequest,
+    MedicationStatement,
+    Observation,
+    ObservationNote,
+    Patient,
+    Practitioner,
+    PractitionerRole,
+)
 
 from .errors import FhirHttpError
 from .registry import DATE, REFERENCE, STRING, TOKEN, ResourceType, SearchParam
@@ -38,6 +61,80 @@ DATE_VALUE = re.compile(
     r"^(?P<prefix>eq|ne|gt|lt|ge|le|sa|eb|ap)?(?P<value>\d{4}(-\d{2}(-\d{2}(T[\d:.]+(Z|[+-]\d{2}:\d{2})?)?)?)?)$"
 )
 UUID = re.compile(r"^[0-9a-fA-F-]{36}$")
+
+
+def _person(path: str) -> Prefetch[Any]:
+    """A user, with the Practitioner they are referenced by (a reverse one-to-one)."""
+    return Prefetch(path, queryset=User.objects.select_related("practitioner"))
+
+
+def _members() -> Prefetch[Any]:
+    members = CareTeamMember.objects.select_related("user__practitioner").order_by("pk")
+    return Prefetch("members", queryset=members)
+
+
+def _notes() -> Prefetch[Any]:
+    return Prefetch(
+        "notes", queryset=ObservationNote.objects.select_related("author__practitioner")
+    )
+
+
+def _results() -> Prefetch[Any]:
+    # The report references its results by id only.
+    results = Observation.objects.only("pk", "fhir_id", "report_id").order_by("effective_at", "pk")
+    return Prefetch("results", queryset=results)
+
+
+def _recorder() -> Prefetch[Any]:
+    return _person("recorded_by")
+
+
+# What each model's mapper (apps.records.fhir) reads beyond its own row: (select_related,
+# prefetches). Only the patient and the code are joined: every other join added ~1 ms of planning
+# to each query (EXPLAIN: 0.5 ms with none, 5 ms with six), while a prefetch is a cheap `pk IN`
+# query, skipped when no row has the link. Models not listed keep their registration's loading.
+RELATED: dict[type[models.Model], tuple[tuple[str, ...], tuple[Callable[[], Any], ...]]] = {
+    Organization: ((), ()),
+    Patient: (("organization",), ()),
+    Practitioner: (("user",), ()),
+    PractitionerRole: (("practitioner", "organization"), ()),
+    CareTeam: (("patient", "organization"), (_members,)),
+    Encounter: (("patient",), (lambda: _person("practitioner"), _recorder)),
+    Condition: (("patient", "code"), (lambda: "encounter", _recorder)),
+    AllergyIntolerance: (("patient", "substance"), (_recorder,)),
+    MedicationStatement: (("patient", "medication"), (lambda: "prescription", _recorder)),
+    MedicationRequest: (
+        ("patient", "medication", "prescription"),
+        (
+            lambda: "prescription__encounter",
+            lambda: _person("prescription__prescriber"),
+            _recorder,
+        ),
+    ),
+    Observation: (
+        ("patient", "code"),
+        (_notes, lambda: "encounter", lambda: "report", _recorder),
+    ),
+    DiagnosticReport: (
+        ("patient", "code"),
+        (lambda: "document", lambda: "encounter", _results, _recorder),
+    ),
+    DocumentReference: (("patient",), (lambda: "encounter", _recorder)),
+    ClinicalNote: (("patient",), (lambda: "encounter", lambda: "amends", _recorder)),
+}
+
+
+def with_related(model: type[models.Model], queryset: models.QuerySet[Any]) -> models.QuerySet[Any]:
+    """`queryset` loading, in a fixed number of queries, what `model`'s mapper reads."""
+    spec = RELATED.get(model)
+    if spec is None:
+        return queryset
+    select, prefetch = spec
+    # Replace the registration's loading: its joins cost planning time, and a plain
+    # "notes__author" lookup cannot be combined with a Prefetch("notes", ...) of ours.
+    queryset = queryset.select_related(None).prefetch_related(None)
+    queryset = queryset.prefetch_related(*(make() for make in prefetch))
+    return queryset.select_related(*select) if select else queryset
 
 
 @dataclass

@@ -204,18 +204,25 @@ def _run(caller: Caller, rtype: ResourceType, query: Query) -> tuple[int, list[A
     querysets = [
         scoped(caller, rtype, m).filter(query.filters).order_by(*query.order) for m in rtype.models
     ]
-    total = sum(qs.count() for qs in querysets)
     if query.summary_count:
-        return total, []
+        return sum(qs.count() for qs in querysets), []
     if len(querysets) == 1:
-        return total, list(querysets[0][query.offset : query.offset + query.count])
-    rows: list[Any] = []
+        rows = list(querysets[0][query.offset : query.offset + query.count])
+        return _total(querysets[0], query, rows), rows
+    merged: list[Any] = []
     for qs in querysets:
-        rows.extend(qs[: query.offset + query.count])
+        merged.extend(qs[: query.offset + query.count])
     key = query.order[0]
     field = key.lstrip("-").split("__")[0]
-    rows.sort(key=lambda r: getattr(r, field), reverse=key.startswith("-"))
-    return total, rows[query.offset : query.offset + query.count]
+    merged.sort(key=lambda r: getattr(r, field), reverse=key.startswith("-"))
+    return sum(qs.count() for qs in querysets), merged[query.offset : query.offset + query.count]
+
+
+def _total(queryset: Any, query: Query, rows: list[Any]) -> int:
+    """The match count; a page that is not full already tells it (saves a COUNT)."""
+    if rows and len(rows) < query.count or not rows and query.offset == 0:
+        return query.offset + len(rows)
+    return int(queryset.count())
 
 
 def _included(

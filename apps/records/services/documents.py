@@ -382,31 +382,16 @@ def do_upload_document(
         raise RecordError(_("Your role may not add documents of this category."))
     filename = sanitize_filename(uploaded_file.name or "")
     content = _read_limited(uploaded_file, settings.RECORDS_MAX_UPLOAD_BYTES)
-    clean = check_upload(content, filename)
-
-    storage_name = new_storage_name()
-    thumbnail_name = new_storage_name() if clean.thumbnail is not None else ""
-    written: list[Path] = []
+    stored = store_file(content, filename)
     try:
-        blob = _store(storage_name, clean.content)
-        written.append(storage_path(storage_name))
-        if clean.thumbnail is not None:
-            _store(thumbnail_name, clean.thumbnail)
-            written.append(storage_path(thumbnail_name))
         with transaction.atomic():
             document = DocumentReference.objects.create(
                 patient=access.patient,
                 title=title[:200],
                 category=category,
-                content_type=clean.content_type,
-                size=len(clean.content),
-                sha256=hashlib.sha256(clean.content).hexdigest(),
-                filename=filename,
-                storage_name=storage_name,
-                thumbnail_name=thumbnail_name,
-                key_id=crypto.key_id_for(blob),
                 sensitivity=sensitivity,
                 recorded_by=access.user,
+                **stored.fields(),
             )
             audit(
                 Action.CREATE,
@@ -418,10 +403,76 @@ def do_upload_document(
             )
             _notify_patient(access)
     except BaseException:
-        for path in written:
-            path.unlink(missing_ok=True)
+        stored.discard()
         raise
     return document
+
+
+@dataclass(frozen=True)
+class StoredFile:
+    """A checked file, written encrypted under MEDIA_ROOT: the DocumentReference columns."""
+
+    content_type: str
+    size: int
+    sha256: str
+    filename: str
+    storage_name: str
+    thumbnail_name: str
+    key_id: str
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "content_type": self.content_type,
+            "size": self.size,
+            "sha256": self.sha256,
+            "filename": self.filename,
+            "storage_name": self.storage_name,
+            "thumbnail_name": self.thumbnail_name,
+            "key_id": self.key_id,
+        }
+
+    def discard(self) -> None:
+        """Remove the files (the row that would have named them was not saved)."""
+        for name in filter(None, [self.storage_name, self.thumbnail_name]):
+            storage_path(name).unlink(missing_ok=True)
+
+
+def store_file(content: bytes, filename: str, *, add_extension: bool = False) -> StoredFile:
+    """Check, clean, encrypt and write `content` (bytes from any channel: portal, FHIR API).
+
+    Raises RecordError when the file is refused. With `add_extension`, a name without one gets
+    the extension of its content (FHIR attachments often carry no file name); a wrong
+    extension is refused either way.
+    """
+    if len(content) > settings.RECORDS_MAX_UPLOAD_BYTES:
+        raise RecordError(
+            _("The file is too large: the limit is %(limit)s.")
+            % {"limit": filesizeformat(settings.RECORDS_MAX_UPLOAD_BYTES)}
+        )
+    filename = sanitize_filename(filename)
+    if add_extension and content and not os.path.splitext(filename)[1]:
+        with contextlib.suppress(RecordError):
+            filename = sanitize_filename(filename + EXTENSIONS[_detect(content)][0])
+    clean = check_upload(content, filename)
+    storage_name = new_storage_name()
+    thumbnail_name = new_storage_name() if clean.thumbnail is not None else ""
+    stored = StoredFile(
+        content_type=clean.content_type,
+        size=len(clean.content),
+        sha256=hashlib.sha256(clean.content).hexdigest(),
+        filename=filename,
+        storage_name=storage_name,
+        thumbnail_name=thumbnail_name,
+        key_id="",
+    )
+    try:
+        blob = _store(storage_name, clean.content)
+        if clean.thumbnail is not None:
+            _store(thumbnail_name, clean.thumbnail)
+    except BaseException:
+        stored.discard()
+        raise
+    return StoredFile(**{**stored.fields(), "key_id": crypto.key_id_for(blob)})
 
 
 def _notify_patient(access: PatientAccess) -> None:

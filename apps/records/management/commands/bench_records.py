@@ -16,16 +16,13 @@ from __future__ import annotations
 
 import io
 import json
-import math
 import os
 import random
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
-from decimal import Decimal
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -42,44 +39,25 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import Organization, Role, User
 from apps.audit.models import AuditEvent
+from apps.records import bench
 from apps.records.access import get_patient_for_user
 from apps.records.models import (
     ClinicalNote,
-    CodeSystem,
     Concept,
     DocumentReference,
     Observation,
     Patient,
-    interpret,
 )
 from apps.records.services.care_team import default_team, do_add_member
 from apps.records.services.clinical import note_signature
 from apps.records.services.documents import do_upload_document, storage_path
 
-BATCH = 2000
 WARMUP = 3
-SPAN_DAYS = 365
 ORGANIZATION_NAME = "Bench"
-
-# Used only when the reference data is not loaded: (LOINC, display, UCUM unit, low, high).
-VITAL_SIGNS: list[tuple[str, str, str, str, str]] = [
-    ("8867-4", "Heart rate", "/min", "50", "100"),
-    ("8480-6", "Systolic blood pressure", "mm[Hg]", "90", "140"),
-    ("8462-4", "Diastolic blood pressure", "mm[Hg]", "60", "90"),
-    ("8310-5", "Body temperature", "Cel", "36.1", "37.5"),
-    ("9279-1", "Respiratory rate", "/min", "12", "20"),
-    ("59408-5", "Oxygen saturation by pulse oximetry", "%", "95", "100"),
-    ("29463-7", "Body weight", "kg", "50", "90"),
-    ("8302-2", "Body height", "cm", "150", "190"),
-]
-FAMILY_NAMES = ["Muller", "Rochat", "Favre", "Bonvin", "Keller", "Meier", "Rossi", "Dubois"]
-GIVEN_NAMES = ["Anna", "Luc", "Sofia", "Marc", "Léa", "Noah", "Elena", "Hugo", "Mia", "Jonas"]
 NOTE_WORDS = (
     "patient seen by video reports better sleep less pain on exertion blood pressure stable "
     "continue current treatment review in two weeks advised hydration walking daily"
 ).split()
-
-Progress = Callable[[str], None]
 
 
 @dataclass
@@ -90,68 +68,6 @@ class Seeded:
     clinician: User | None = None
     patient: Patient | None = None
     concept_ids: list[int] = field(default_factory=list)
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Nearest-rank percentile of an already sorted, non-empty list."""
-    rank = max(1, math.ceil(q / 100 * len(sorted_values)))
-    return sorted_values[rank - 1]
-
-
-def _batches(items: Iterable[Any], size: int = BATCH) -> Iterable[list[Any]]:
-    batch: list[Any] = []
-    for item in items:
-        batch.append(item)
-        if len(batch) >= size:
-            yield batch
-            batch = []
-    if batch:
-        yield batch
-
-
-def _vital_concepts(seeded: Seeded) -> list[Concept]:
-    concepts = list(Concept.objects.filter(category="vital-signs").order_by("pk")[:12])
-    if concepts:
-        return concepts
-    for code, display, unit, low, high in VITAL_SIGNS:
-        concept, created = Concept.objects.get_or_create(
-            system=CodeSystem.LOINC,
-            code=code,
-            defaults={
-                "display": display,
-                "category": "vital-signs",
-                "unit": unit,
-                "low": Decimal(low),
-                "high": Decimal(high),
-            },
-        )
-        if created:
-            seeded.concept_ids.append(concept.pk)
-        concepts.append(concept)
-    return concepts
-
-
-def _observation(
-    rng: random.Random, patient_id: int, concept: Concept, at: datetime, by: int | None
-) -> Observation:
-    low = concept.low if concept.low is not None else Decimal(0)
-    high = concept.high if concept.high is not None else low + 100
-    middle, width = (low + high) / 2, high - low
-    # Mostly in range, about one value in ten outside it.
-    value = (middle + width * Decimal(rng.gauss(0, 0.35))).quantize(Decimal("0.1"))
-    return Observation(
-        patient_id=patient_id,
-        code=concept,
-        category="vital-signs",
-        value=value,
-        unit=concept.unit,
-        ref_low=concept.low,
-        ref_high=concept.high,
-        interpretation=interpret(value, concept.low, concept.high),
-        effective_at=at,
-        recorded_at=at,
-        recorded_by_id=by,
-    )
 
 
 def _png(rng: random.Random) -> bytes:
@@ -252,46 +168,21 @@ class Command(BaseCommand):
         seeded.clinician = clinician
         device = TOTPDevice.objects.create(user=clinician, name="bench", confirmed=True)
 
-        total = options["patients"]
-        made = 0
-        for batch in _batches(range(total)):
-            Patient.objects.bulk_create(
-                [
-                    Patient(
-                        organization=organization,
-                        family_name=f"{FAMILY_NAMES[i % len(FAMILY_NAMES)]}-{i}",
-                        given_names=GIVEN_NAMES[i % len(GIVEN_NAMES)],
-                        birth_date=date(1930, 1, 1) + timedelta(days=(i * 37) % 30_000),
-                        sex=("female", "male")[i % 2],
-                    )
-                    for i in batch
-                ],
-                batch_size=BATCH,
-            )
-            made += len(batch)
-            self._progress(f"{made}/{total} patients")
-        patient_ids = list(
-            Patient.objects.filter(organization=organization)
-            .order_by("pk")
-            .values_list("pk", flat=True)
-        )
+        patient_ids = bench.seed_patients(organization, options["patients"], self._progress)
         # The record under test sits in the middle of the table, not at one end.
         patient = Patient.objects.get(pk=patient_ids[len(patient_ids) // 2])
         seeded.patient = patient
         do_add_member(default_team(patient), clinician)
 
-        concepts = _vital_concepts(seeded)
+        concepts = bench.vital_concepts(seeded.concept_ids)
         now = timezone.now()
         self._seed_observations(patient, clinician, concepts, options["observations"], now, rng)
         others = [pk for pk in patient_ids if pk != patient.pk]
         self._seed_background(others, concepts, options["background"], now, rng)
         self._seed_notes(patient, clinician, options["notes"], now, rng)
         self._seed_documents(patient, clinician, options["documents"], now, rng)
-        if connection.vendor == "postgresql":
-            # Plan with fresh statistics, as a database that has lived with this data would.
-            with connection.cursor() as cursor:
-                for model in (Patient, Observation, ClinicalNote, DocumentReference):
-                    cursor.execute(f"ANALYZE {connection.ops.quote_name(model._meta.db_table)}")
+        # Plan with fresh statistics, as a database that has lived with this data would.
+        bench.analyze(Patient, Observation, ClinicalNote, DocumentReference)
         return patient, clinician, device
 
     def _seed_observations(
@@ -303,18 +194,14 @@ class Command(BaseCommand):
         now: datetime,
         rng: random.Random,
     ) -> None:
-        step = timedelta(days=SPAN_DAYS) / max(total, 1)
-        rows = (
-            _observation(
-                rng, patient.pk, concepts[i % len(concepts)], now - step * (total - i), clinician.pk
+        step = timedelta(days=bench.SPAN_DAYS) / max(total, 1)
+        specs = (
+            bench.ObservationSpec(
+                patient.pk, concepts[i % len(concepts)], now - step * (total - i), clinician.pk
             )
             for i in range(total)
         )
-        made = 0
-        for batch in _batches(rows):
-            Observation.objects.bulk_create(batch, batch_size=BATCH)
-            made += len(batch)
-            self._progress(f"{made}/{total} observations of the benchmark patient")
+        bench.seed_observations(specs, total, rng, self._progress, "observations of the chart")
 
     def _seed_background(
         self,
@@ -327,28 +214,24 @@ class Command(BaseCommand):
         total = len(patient_ids) * per_patient
         if not total:
             return
-        rows = (
-            _observation(
-                rng,
+        minutes = bench.SPAN_DAYS * 24 * 60
+        specs = (
+            bench.ObservationSpec(
                 pk,
                 concepts[(pk + n) % len(concepts)],
-                now - timedelta(minutes=rng.randrange(SPAN_DAYS * 24 * 60)),
+                now - timedelta(minutes=rng.randrange(minutes)),
                 None,
             )
             for pk in patient_ids
             for n in range(per_patient)
         )
-        made = 0
-        for batch in _batches(rows, BATCH * 5):
-            Observation.objects.bulk_create(batch, batch_size=BATCH)
-            made += len(batch)
-            self._progress(f"{made}/{total} observations of the other patients")
+        bench.seed_observations(specs, total, rng, self._progress, "observations of the others")
 
     def _seed_notes(
         self, patient: Patient, clinician: User, total: int, now: datetime, rng: random.Random
     ) -> None:
         kinds = ClinicalNote.Kind.values
-        step = timedelta(days=SPAN_DAYS) / max(total, 1)
+        step = timedelta(days=bench.SPAN_DAYS) / max(total, 1)
         notes = []
         for i in range(total):
             signed_at = now - step * (total - i) + timedelta(minutes=7)
@@ -363,7 +246,7 @@ class Command(BaseCommand):
             )
             note.signature = note_signature(note)
             notes.append(note)
-        for batch in _batches(notes, 500):
+        for batch in bench.batches(notes, 500):
             ClinicalNote.objects.bulk_create(batch)
         if total:
             self._progress(f"{total} signed notes")
@@ -374,7 +257,7 @@ class Command(BaseCommand):
         # Through the real upload path (checks, re-encoding, encryption, audit), as a user would.
         access = get_patient_for_user(clinician, patient.pk, what="bench-upload", action=None)
         pdf = _pdf()
-        step = timedelta(days=SPAN_DAYS) / max(total, 1)
+        step = timedelta(days=bench.SPAN_DAYS) / max(total, 1)
         documents = []
         for i in range(total):
             if i % 2:
@@ -390,7 +273,7 @@ class Command(BaseCommand):
             documents.append(document)
             if (i + 1) % 50 == 0 or i + 1 == total:
                 self._progress(f"{i + 1}/{total} documents")
-        DocumentReference.objects.bulk_update(documents, ["recorded_at"], batch_size=BATCH)
+        DocumentReference.objects.bulk_update(documents, ["recorded_at"], batch_size=bench.BATCH)
 
     # -----------------------------------------------------------------------------------------
     # Measuring
@@ -456,8 +339,8 @@ class Command(BaseCommand):
         return {
             "url": url,
             "requests": requests,
-            "p50_ms": round(_percentile(timings, 50), 1),
-            "p95_ms": round(_percentile(timings, 95), 1),
+            "p50_ms": round(bench.percentile(timings, 50), 1),
+            "p95_ms": round(bench.percentile(timings, 95), 1),
             "max_ms": round(timings[-1], 1),
             "queries": len(queries),
             "sql_ms": round(sum(query_times) * 1000, 1),
