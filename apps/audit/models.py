@@ -5,6 +5,7 @@ import json
 from typing import Any
 
 from django.db import models
+from django.db.models.functions import Cast, Left
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
@@ -70,7 +71,14 @@ class AuditEvent(models.Model):
         verbose_name = _("audit event")
         verbose_name_plural = _("audit events")
         ordering = ["-seq"]
-        indexes = [models.Index(fields=["patient_id", "-occurred_at"])]
+        indexes = [
+            models.Index(fields=["patient_id", "-occurred_at"]),
+            # FHIR AuditEvent ids are the hash's first half (apps/audit/fhir.py): reads by id.
+            models.Index(
+                Cast(Left("hash", 32), output_field=models.UUIDField()),
+                name="audit_event_fhir_id",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"#{self.seq} {self.occurred_at:%Y-%m-%d %H:%M:%S} {self.actor_label} {self.action}"

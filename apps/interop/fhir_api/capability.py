@@ -1,12 +1,8 @@
-"""The CapabilityStatement, generated from what the registry and the API modules really serve.
-
-Writes, transactions and operations are declared only when the module implementing them is
-installed, so the statement never promises an interaction that would answer 404.
-"""
+"""The CapabilityStatement, generated from the registry: types, their interactions (writes
+where `writable`), search parameters, includes, operations and security."""
 
 from __future__ import annotations
 
-from importlib.util import find_spec
 from typing import Any
 
 from django.conf import settings
@@ -32,13 +28,9 @@ COMMON_PARAMS = [
 ]
 
 
-def _implemented(module: str) -> bool:
-    return find_spec(f"{__package__}.{module}") is not None
-
-
-def _interactions(rtype: ResourceType, writes: bool) -> list[dict[str, str]]:
+def _interactions(rtype: ResourceType) -> list[dict[str, str]]:
     codes = ["read", "vread", "search-type"]
-    if rtype.writable and writes:
+    if rtype.writable:
         codes += ["create", "update"]
     return [{"code": code} for code in codes]
 
@@ -71,13 +63,11 @@ def _revincludes(rtype: ResourceType, types: list[ResourceType]) -> list[str]:
     ]
 
 
-def _resource(
-    rtype: ResourceType, types: list[ResourceType], writes: bool, export: bool
-) -> dict[str, Any]:
-    writable = rtype.writable and writes
+def _resource(rtype: ResourceType, types: list[ResourceType]) -> dict[str, Any]:
+    writable = rtype.writable
     entry: dict[str, Any] = {
         "type": rtype.name,
-        "interaction": _interactions(rtype, writes),
+        "interaction": _interactions(rtype),
         "versioning": "versioned-update" if writable else "versioned",
         "readHistory": False,
         "updateCreate": writable,
@@ -94,10 +84,7 @@ def _resource(
     if revincludes:
         entry["searchRevInclude"] = revincludes
     if rtype.name == "Patient":
-        operations = [_operation(*EVERYTHING)]
-        if export:
-            operations.append(_operation(*PATIENT_EXPORT))
-        entry["operation"] = operations
+        entry["operation"] = [_operation(*EVERYTHING), _operation(*PATIENT_EXPORT)]
     return entry
 
 
@@ -138,13 +125,8 @@ def _security(base: str) -> dict[str, Any]:
 
 def capability_statement(base: str) -> dict[str, Any]:
     types = all_types()
-    writes = _implemented("writes")
-    export = _implemented("bulk")
-    resources = [_resource(rtype, types, writes, export) for rtype in types]
-    system_operations = []
-    if export:
-        system_operations.append(_operation(*SYSTEM_EXPORT))
-        resources.append({"type": "Group", "operation": [_operation(*GROUP_EXPORT)]})
+    resources = [_resource(rtype, types) for rtype in types]
+    resources.append({"type": "Group", "operation": [_operation(*GROUP_EXPORT)]})
     rest: dict[str, Any] = {
         "mode": "server",
         "documentation": "Patient data is served to callers who may see it; others get 404.",
@@ -154,11 +136,9 @@ def capability_statement(base: str) -> dict[str, Any]:
             {"name": name, "type": kind, "documentation": text}
             for name, kind, text in COMMON_PARAMS
         ],
+        "interaction": [{"code": "transaction"}, {"code": "batch"}],
+        "operation": [_operation(*SYSTEM_EXPORT)],
     }
-    if _implemented("transaction"):
-        rest["interaction"] = [{"code": "transaction"}, {"code": "batch"}]
-    if system_operations:
-        rest["operation"] = system_operations
     statement: dict[str, Any] = {
         "resourceType": "CapabilityStatement",
         "status": "active",
@@ -170,7 +150,6 @@ def capability_statement(base: str) -> dict[str, Any]:
         "fhirVersion": FHIR_VERSION,
         "format": [FHIR_JSON, "json"],
         "rest": [rest],
+        "instantiates": [f"{BULK}/CapabilityStatement/bulk-data"],
     }
-    if export:
-        statement["instantiates"] = [f"{BULK}/CapabilityStatement/bulk-data"]
     return statement

@@ -61,7 +61,7 @@ def fhir_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
 
 def resource_type(name: str, caller: Caller) -> ResourceType:
     rtype = get(name)
-    if rtype is None or caller.kind not in rtype.kinds:
+    if rtype is None or caller.kind not in rtype.kinds or not rtype.allows(caller):
         raise FhirHttpError(404, f"Unknown resource type {name!r}.", code="not-supported")
     return rtype
 
