@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from django.utils.translation import gettext
+
 from apps.accounts.models import Organization
 
 from .fhir_api.oauth import do_create_fhir_client, do_reset_client_secret
@@ -31,7 +33,7 @@ def seed(context: dict[str, Any]) -> None:
     secret = do_reset_client_secret(client)
     context["logins"].append(
         {
-            "role": "FHIR backend client (client credentials, /o/token/)",
+            "role": gettext("FHIR backend client (id and secret for /o/token/)"),
             "email": client.application.client_id,
             "password": secret,
         }

@@ -13,6 +13,9 @@ urlpatterns: list[URLPattern] = [
     path("prescriptions/<int:rx>/pdf/", views.prescription_pdf_view, name="prescription_pdf"),
     path("prescriptions/<int:rx>/cancel/", views.cancel, name="prescription_cancel"),
     path("prescriptions/<int:rx>/renew/", views.renew, name="prescription_renew"),
+    # Drafts written through the FHIR API: reviewed, then signed or discarded.
+    path("prescriptions/<int:rx>/draft/", views.draft, name="prescription_draft"),
+    path("prescriptions/<int:rx>/discard/", views.discard_draft, name="prescription_discard"),
     path("record/prescriptions/", views.prescriptions_list, name="my_prescriptions"),
     # Public (no sign-in): the address in the QR code of the printed prescription.
     path("rx/<str:token>/", views.verify, name="prescription_verify"),

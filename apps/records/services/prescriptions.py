@@ -4,19 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import hmac
 import json
-import re
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-import segno
-from django.conf import settings
 from django.db import transaction
 from django.http import HttpRequest
-from django.template.loader import render_to_string
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -53,8 +48,6 @@ ITEM_FIELDS = (
     "instructions",
 )
 SEVERITY_RANK = {"minor": 0, "moderate": 1, "major": 2, "contraindicated": 3}
-# secrets.token_urlsafe(24) gives 32 characters; anything else cannot be one of ours.
-TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,40}$")
 
 
 @dataclass(frozen=True)
@@ -277,6 +270,94 @@ def _notify_patient(prescription: Prescription) -> None:
     transaction.on_commit(lambda: notify(user, "record", title, body, link))
 
 
+def _check_signing(
+    access: PatientAccess,
+    prescriber: User,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    override_reason: str,
+    acknowledged: str | None,
+    valid_days: int,
+    renewed_from: Prescription | None = None,
+) -> tuple[list[dict[str, Any]], list[PrescriptionWarning], str]:
+    """The cleaned lines, the warnings and the override reason, or the error stopping signing."""
+    check_prescriber(access, prescriber)
+    rows = _clean_items(items)
+    if not 1 <= valid_days <= 366:
+        raise RecordError(_("A prescription is valid for 1 to 366 days."))
+    warnings = check_prescription(access.patient, rows, exclude_prescription=renewed_from)
+    override_reason = override_reason.strip()
+    if warnings and (
+        not override_reason
+        or (acknowledged is not None and acknowledged != warnings_fingerprint(warnings))
+    ):
+        raise PrescriptionWarnings(warnings)
+    return rows, warnings, override_reason if warnings else ""
+
+
+def _signed_fields(
+    valid_days: int, warnings: Sequence[PrescriptionWarning], override_reason: str
+) -> dict[str, Any]:
+    """What signing sets on a prescription, whether written in the portal or drafted."""
+    now = timezone.now()
+    return {
+        "status": Prescription.Status.ACTIVE,
+        # A fresh secret at signing: whatever saw a draft never saw the code on the paper.
+        "verification_token": secrets.token_urlsafe(24),
+        "signed_at": now,
+        "valid_until": timezone.localdate(now) + dt.timedelta(days=valid_days),
+        "warnings": [w.as_dict() for w in warnings],
+        "override_reason": override_reason,
+    }
+
+
+def _number(prescription: Prescription) -> str:
+    # From the primary key, which PostgreSQL's sequence makes unique under any concurrency.
+    assert prescription.signed_at is not None  # noqa: S101 - only signed ones are numbered
+    return f"RX-{timezone.localdate(prescription.signed_at).year}-{prescription.pk:06d}"
+
+
+def _after_signing(
+    prescription: Prescription,
+    access: PatientAccess,
+    prescriber: User,
+    rows: Sequence[Mapping[str, Any]],
+    request: HttpRequest | None,
+    **detail: Any,
+) -> None:
+    """The current medications, the audit row and the patient's notification of a signature."""
+    today = timezone.localdate(prescription.signed_at)
+    MedicationStatement.objects.bulk_create(
+        MedicationStatement(
+            patient=prescription.patient,
+            recorded_by=prescriber,
+            sensitivity=prescription.sensitivity,
+            medication=row["medication"],
+            dosage=dosage_text(row)[:200],
+            status=MedicationStatement.Status.ACTIVE,
+            started_on=today,
+            ended_on=today + dt.timedelta(days=row["duration_days"]),
+            prescription=prescription,
+        )
+        for row in rows
+    )
+    audit(
+        Action.SIGN,
+        request=request,
+        actor=prescriber,
+        obj=prescription,
+        patient_id=str(prescription.patient_id),
+        detail=access.audit_detail(
+            number=prescription.number,
+            items=len(rows),
+            warnings=len(prescription.warnings),
+            overridden=bool(prescription.warnings),
+            **detail,
+        ),
+    )
+    _notify_patient(prescription)
+
+
 def _sign(
     access: PatientAccess,
     prescriber: User,
@@ -289,38 +370,28 @@ def _sign(
     encounter: Encounter | None = None,
     renewed_from: Prescription | None = None,
 ) -> Prescription:
-    check_prescriber(access, prescriber)
-    rows = _clean_items(items)
-    if not 1 <= valid_days <= 366:
-        raise RecordError(_("A prescription is valid for 1 to 366 days."))
+    rows, warnings, reason = _check_signing(
+        access,
+        prescriber,
+        items,
+        override_reason=override_reason,
+        acknowledged=acknowledged,
+        valid_days=valid_days,
+        renewed_from=renewed_from,
+    )
     patient = access.patient
-    warnings = check_prescription(patient, rows, exclude_prescription=renewed_from)
-    override_reason = override_reason.strip()
-    if warnings and (
-        not override_reason
-        or (acknowledged is not None and acknowledged != warnings_fingerprint(warnings))
-    ):
-        raise PrescriptionWarnings(warnings)
-    now = timezone.now()
-    today = timezone.localdate(now)
     with transaction.atomic():
         prescription = Prescription.objects.create(
             patient=patient,
             prescriber=prescriber,
             recorded_by=prescriber,
-            status=Prescription.Status.ACTIVE,
-            # Unique placeholder: the real number comes from the primary key just assigned,
-            # which PostgreSQL's sequence makes unique under any concurrency.
+            # Unique placeholder until the primary key gives the real number.
             number=f"tmp-{secrets.token_hex(8)}",
-            verification_token=secrets.token_urlsafe(24),
-            signed_at=now,
-            valid_until=today + dt.timedelta(days=valid_days),
-            warnings=[w.as_dict() for w in warnings],
-            override_reason=override_reason if warnings else "",
             renewed_from=renewed_from,
             encounter=encounter,
+            **_signed_fields(valid_days, warnings, reason),
         )
-        prescription.number = f"RX-{today.year}-{prescription.pk:06d}"
+        prescription.number = _number(prescription)
         prescription.save(update_fields=["number"])
         MedicationRequest.objects.bulk_create(
             MedicationRequest(
@@ -328,34 +399,14 @@ def _sign(
             )
             for row in rows
         )
-        MedicationStatement.objects.bulk_create(
-            MedicationStatement(
-                patient=patient,
-                recorded_by=prescriber,
-                medication=row["medication"],
-                dosage=dosage_text(row)[:200],
-                status=MedicationStatement.Status.ACTIVE,
-                started_on=today,
-                ended_on=today + dt.timedelta(days=row["duration_days"]),
-                prescription=prescription,
-            )
-            for row in rows
+        _after_signing(
+            prescription,
+            access,
+            prescriber,
+            rows,
+            request,
+            renewed_from=renewed_from.pk if renewed_from else None,
         )
-        audit(
-            Action.SIGN,
-            request=request,
-            actor=prescriber,
-            obj=prescription,
-            patient_id=str(patient.pk),
-            detail=access.audit_detail(
-                number=prescription.number,
-                items=len(rows),
-                warnings=len(warnings),
-                overridden=bool(warnings),
-                renewed_from=renewed_from.pk if renewed_from else None,
-            ),
-        )
-        _notify_patient(prescription)
     return prescription
 
 
@@ -476,120 +527,3 @@ def do_renew_prescription(
             detail=access.audit_detail(prescription="renewed", renewal=new.pk),
         )
     return new
-
-
-# ---------------------------------------------------------------------------------------------
-# Status, PDF and public verification
-
-
-def status_of(prescription: Prescription, today: dt.date | None = None) -> str:
-    """What a pharmacist needs to know: valid, expired, cancelled, completed (or draft)."""
-    if prescription.status == Prescription.Status.ACTIVE:
-        today = today or timezone.localdate()
-        if prescription.valid_until is not None and prescription.valid_until < today:
-            return "expired"
-        return "valid"
-    return str(prescription.status)
-
-
-def status_label(status: str) -> str:
-    labels = {
-        "valid": _("valid"),
-        "expired": _("expired"),
-        "cancelled": _("cancelled"),
-        "completed": _("completed (renewed or dispensed)"),
-        "draft": _("draft"),
-    }
-    return str(labels.get(status, status))
-
-
-def verification_url(prescription: Prescription) -> str:
-    path = reverse("records:prescription_verify", args=[prescription.verification_token])
-    return f"{settings.SITE_URL}{path}"
-
-
-def qr_data_uri(url: str) -> str:
-    return str(segno.make(url, error="m").svg_data_uri(scale=4, dark="#000"))
-
-
-def pdf_context(prescription: Prescription) -> dict[str, Any]:
-    patient = prescription.patient
-    practitioner = Practitioner.objects.filter(user_id=prescription.prescriber_id).first()
-    url = verification_url(prescription)
-    status = status_of(prescription)
-    return {
-        "rx": prescription,
-        "patient": patient,
-        "organization": patient.organization,
-        "prescriber": prescription.prescriber,
-        "practitioner": practitioner,
-        "items": list(prescription.items.select_related("medication").order_by("pk")),
-        "verify_url": url,
-        "qr": qr_data_uri(url),
-        "status": status,
-        "status_label": status_label(status),
-    }
-
-
-def prescription_pdf(prescription: Prescription) -> bytes:
-    """The printable prescription, with a QR code to the public verification page."""
-    from weasyprint import HTML, URLFetcher
-
-    html = render_to_string("records/prescription_pdf.html", pdf_context(prescription))
-    # Only the inline QR code is ever needed: never fetch files or URLs while rendering.
-    fetcher = URLFetcher(allowed_protocols={"data"})
-    return bytes(HTML(string=html, url_fetcher=fetcher).write_pdf())
-
-
-def verify_prescription(token: str) -> Prescription | None:
-    """The signed prescription with this verification token, or None."""
-    if not TOKEN_RE.match(token or ""):
-        return None
-    prescription = (
-        Prescription.objects.select_related("patient", "prescriber")
-        .filter(verification_token=token)
-        .exclude(status=Prescription.Status.DRAFT)
-        .first()
-    )
-    # The unique index finds the row; the comparison of the secret itself is constant-time.
-    if prescription is None or not hmac.compare_digest(
-        prescription.verification_token.encode(), token.encode()
-    ):
-        return None
-    return prescription
-
-
-def initials(patient: Patient) -> str:
-    words = f"{patient.given_names} {patient.family_name}".replace("-", " ").split()
-    return " ".join(f"{word[0].upper()}." for word in words if word)
-
-
-def public_view(prescription: Prescription) -> dict[str, Any]:
-    """What the public verification page shows, and nothing more.
-
-    A pharmacist holding the paper needs to know that it is genuine and still valid, who signed
-    it (name and registration) and to match it to the person and the packs dispensed: so the
-    patient's initials and birth year, and each medication with its quantity. Full name, dose,
-    instructions, warnings and reasons stay out: they are on the paper or none of their business.
-    """
-    practitioner = Practitioner.objects.filter(user_id=prescription.prescriber_id).first()
-    status = status_of(prescription)
-    return {
-        "number": prescription.number,
-        "status": status,
-        "status_label": status_label(status),
-        "signed_at": prescription.signed_at,
-        "valid_until": prescription.valid_until,
-        "cancelled_at": prescription.cancelled_at,
-        "prescriber_name": prescription.prescriber.get_full_name(),
-        "registration_system": practitioner.get_registration_system_display()
-        if practitioner
-        else "",
-        "registration_number": practitioner.registration_number if practitioner else "",
-        "patient_initials": initials(prescription.patient),
-        "birth_year": prescription.patient.birth_date.year,
-        "items": [
-            {"name": item.medication.name, "quantity": item.quantity}
-            for item in prescription.items.select_related("medication").order_by("pk")
-        ],
-    }

@@ -1,8 +1,11 @@
-"""E-prescription pages: list and detail (both portals), new, cancel, renew, PDF, public check.
+"""E-prescription pages: list and detail (both portals), new, cancel, renew, PDF, public check,
+and the review of drafts written through the FHIR API (sign or discard).
 
 Access always goes through `patient_access` / `get_item_for_user`; writes are audited by the
-services. Cancel and renew are refused to non-staff after the item check (not with
-`staff_required`) so that every refusal, a patient's included, leaves a denial row.
+services. Cancel, renew and the draft pages are refused to non-staff after the item check (not
+with `staff_required`) so that every refusal, a patient's included, leaves a denial row.
+Drafts are not part of the record until signed: patients never see them, and among the staff
+only the physicians of the care team (who may sign them) open them.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ from typing import Any
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
+from django.db.models import F
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
@@ -27,6 +31,19 @@ from ..access import PatientAccess, deny, get_item_for_user
 from ..forms.prescriptions import CancelForm, PrescriptionForm, RenewForm, item_formset
 from ..models import Patient, Prescription
 from ..services import RecordError
+from ..services.prescription_documents import (
+    prescription_pdf,
+    public_view,
+    status_label,
+    status_of,
+    verify_prescription,
+)
+from ..services.prescription_drafts import (
+    do_discard_draft,
+    do_sign_draft,
+    may_sign_draft,
+    review_draft,
+)
 from ..services.prescriptions import (
     MAX_ITEMS,
     PrescriptionWarning,
@@ -35,11 +52,6 @@ from ..services.prescriptions import (
     do_renew_prescription,
     do_sign_prescription,
     may_cancel,
-    prescription_pdf,
-    public_view,
-    status_label,
-    status_of,
-    verify_prescription,
 )
 from .common import paginate, patient_access, render_chart
 
@@ -78,17 +90,28 @@ def prescriptions_list(request: HttpRequest, pid: int | None = None) -> HttpResp
             patient_id=pid if known else "",
         )
     access = patient_access(request, pid, "prescriptions")
+    rows = access.visible(Prescription.objects.all())
+    if access.is_patient_self:
+        rows = rows.exclude(status=Prescription.Status.DRAFT)
     rows = (
-        access.visible(Prescription.objects.exclude(status=Prescription.Status.DRAFT))
-        .select_related("prescriber")
+        rows.select_related("prescriber")
         .prefetch_related("items__medication")
-        .order_by("-signed_at", "-pk")
+        # Drafts (never signed) come first: they wait for a physician.
+        .order_by(F("signed_at").desc(nulls_first=True), "-pk")
     )
     page = paginate(request, rows)
     for prescription in page.object_list:
         prescription.display_status = status_of(prescription)
-        prescription.display_status_label = status_label(prescription.display_status)
-    context = {"page": page, "may_prescribe": user.role == Role.PHYSICIAN}
+        prescription.display_status_label = (
+            _("draft — to sign")
+            if prescription.display_status == "draft"
+            else status_label(prescription.display_status)
+        )
+    context = {
+        "page": page,
+        "may_prescribe": user.role == Role.PHYSICIAN,
+        "may_sign_drafts": may_sign_draft(access, user),
+    }
     return render_chart(request, access, "prescriptions", "records/prescriptions.html", context)
 
 
@@ -195,31 +218,54 @@ def _render_detail(
     )
 
 
+def _audit_read(
+    request: HttpRequest, prescription: Prescription, access: PatientAccess, what: str
+) -> None:
+    audit(
+        Action.READ,
+        request=request,
+        obj=prescription,
+        patient_id=str(prescription.patient_id),
+        detail=access.audit_detail(what=what),
+    )
+
+
 @login_required
 def prescription_detail(request: HttpRequest, rx: int) -> HttpResponse:
+    user = _user(request)
     prescription, access = get_item_for_user(
-        _user(request),
+        user,
         Prescription,
         rx,
         request=request,
         what="prescription",
+        action=None,
         queryset=Prescription.objects.select_related("prescriber", "renewed_from"),
     )
+    if prescription.status == Prescription.Status.DRAFT:
+        if may_sign_draft(access, user):
+            return redirect("records:prescription_draft", prescription.pk)
+        raise _refuse(request, "prescription", prescription)
+    _audit_read(request, prescription, access, "prescription")
     return _render_detail(request, prescription, access)
 
 
 @login_required
 def prescription_pdf_view(request: HttpRequest, rx: int) -> HttpResponse:
-    prescription, _access = get_item_for_user(
+    prescription, access = get_item_for_user(
         _user(request),
         Prescription,
         rx,
         request=request,
         what="prescription-pdf",
+        action=None,
         queryset=Prescription.objects.select_related(
             "prescriber", "patient", "patient__organization"
         ),
     )
+    if prescription.status == Prescription.Status.DRAFT:
+        raise _refuse(request, "prescription-pdf", prescription)  # no paper before signing
+    _audit_read(request, prescription, access, "prescription-pdf")
     response = HttpResponse(prescription_pdf(prescription), content_type="application/pdf")
     response["Content-Disposition"] = f'attachment; filename="{prescription.number}.pdf"'
     response["X-Content-Type-Options"] = "nosniff"
@@ -289,6 +335,87 @@ def renew(request: HttpRequest, rx: int) -> HttpResponse:
         return redirect("records:prescription", prescription.pk)
     messages.success(request, _("The prescription is renewed."))
     return redirect("records:prescription", new.pk)
+
+
+def _get_draft(request: HttpRequest, rx: int, what: str) -> tuple[Prescription, PatientAccess]:
+    """The prescription and access for a draft page, or 404 to anyone who may not sign it."""
+    user = _user(request)
+    prescription, access = get_item_for_user(
+        user,
+        Prescription,
+        rx,
+        request=request,
+        what=what,
+        action=None,
+        queryset=Prescription.objects.select_related("prescriber", "recorded_by", "patient"),
+    )
+    if not user.is_staff_member or not may_sign_draft(access, user):
+        raise _refuse(request, what, prescription)
+    return prescription, access
+
+
+@login_required
+def draft(request: HttpRequest, rx: int) -> HttpResponse:
+    """Review a draft (its lines and warnings) and sign it."""
+    posting = request.method == "POST"
+    prescription, access = _get_draft(request, rx, "prescription-draft")
+    if prescription.status != Prescription.Status.DRAFT:
+        messages.info(request, _("This prescription is signed already."))
+        return redirect("records:prescription", prescription.pk)
+    review = review_draft(prescription)
+    form: Any = PrescriptionForm(
+        request.POST or None, initial={"acknowledged": review.fingerprint, "valid_days": 90}
+    )
+    warnings = review.warnings
+    if posting and form.is_valid():
+        try:
+            signed = do_sign_draft(
+                prescription,
+                access,
+                _user(request),
+                request=request,
+                override_reason=form.cleaned_data["override_reason"],
+                acknowledged=form.cleaned_data["acknowledged"],
+                valid_days=form.cleaned_data["valid_days"],
+            )
+        except PrescriptionWarnings as stop:
+            warnings = stop.warnings
+            form = _ask_for_reason(form, stop)
+        except RecordError as error:
+            form.add_error(None, str(error))
+        else:
+            messages.success(request, _("The prescription is signed."))
+            return redirect("records:prescription", signed.pk)
+    # Showing the draft (again, after a refused signature) is a read of the record.
+    _audit_read(request, prescription, access, "prescription-draft")
+    context = {
+        "rx": prescription,
+        "review": review,
+        "warnings": warnings,
+        "form": form,
+        "posted": posting,
+    }
+    return render_chart(
+        request,
+        access,
+        "prescriptions",
+        "records/prescription_draft.html",
+        context,
+        400 if posting else 200,
+    )
+
+
+@require_POST
+@login_required
+def discard_draft(request: HttpRequest, rx: int) -> HttpResponse:
+    prescription, access = _get_draft(request, rx, "prescription-discard")
+    try:
+        do_discard_draft(prescription, access, _user(request), request=request)
+    except RecordError as error:
+        messages.error(request, str(error))
+        return redirect("records:prescription", prescription.pk)
+    messages.success(request, _("The draft is discarded."))
+    return redirect("records:prescriptions", prescription.patient_id)
 
 
 def verify(request: HttpRequest, token: str) -> HttpResponse:

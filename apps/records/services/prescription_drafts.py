@@ -1,0 +1,155 @@
+"""Draft prescriptions: written through the FHIR API, signed or discarded by a physician."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import transaction
+from django.http import HttpRequest
+from django.utils.translation import gettext as _
+
+from apps.accounts.models import Role, User
+from apps.audit.models import Action
+from apps.audit.services import record as audit
+
+from ..access import PatientAccess, Via
+from ..models import (
+    MedicationRequest,
+    Prescription,
+)
+from . import RecordError
+from .prescriptions import (
+    ITEM_FIELDS,
+    PrescriptionWarning,
+    _after_signing,
+    _check_signing,
+    _clean_items,
+    _number,
+    _signed_fields,
+    check_prescription,
+    warnings_fingerprint,
+)
+
+
+@dataclass(frozen=True)
+class DraftReview:
+    """What the physician sees before signing a draft: its lines, warnings and any blocker."""
+
+    lines: list[MedicationRequest]
+    warnings: list[PrescriptionWarning]
+    fingerprint: str
+    problem: str  # why the draft cannot be signed as it stands, or ""
+
+
+def may_sign_draft(access: PatientAccess | None, user: User) -> bool:
+    """Physicians of the patient's care team (an emergency access is not enough)."""
+    return (
+        access is not None
+        and access.via == Via.CARE_TEAM
+        and access.user.pk == user.pk
+        and user.role == Role.PHYSICIAN
+    )
+
+
+def _draft_items(lines: Sequence[MedicationRequest]) -> list[dict[str, Any]]:
+    return [
+        {"medication": line.medication, **{f: getattr(line, f) for f in ITEM_FIELDS}}
+        for line in lines
+    ]
+
+
+def review_draft(prescription: Prescription) -> DraftReview:
+    """The lines of a draft with the warnings signing it now would raise."""
+    lines = list(prescription.items.select_related("medication").order_by("pk"))
+    items = _draft_items(lines)
+    problem = ""
+    try:
+        _clean_items(items)
+    except RecordError as error:
+        problem = str(error)
+    warnings = check_prescription(prescription.patient, items) if items else []
+    return DraftReview(lines, warnings, warnings_fingerprint(warnings), problem)
+
+
+def _lock_draft(prescription: Prescription, access: PatientAccess, by: User) -> Prescription:
+    if access.patient.pk != prescription.patient_id or not may_sign_draft(access, by):
+        raise RecordError(
+            _("Only a physician of the patient's care team can sign or discard a draft.")
+        )
+    draft = Prescription.objects.select_for_update().get(pk=prescription.pk)
+    if draft.status != Prescription.Status.DRAFT:
+        raise RecordError(_("This prescription is no longer a draft: it was signed already."))
+    return draft
+
+
+def do_sign_draft(
+    prescription: Prescription,
+    access: PatientAccess,
+    prescriber: User,
+    *,
+    request: HttpRequest | None = None,
+    override_reason: str = "",
+    acknowledged: str | None = None,
+    valid_days: int = 90,
+) -> Prescription:
+    """Sign a draft (made through the FHIR API) with the checks of a new prescription.
+
+    The draft keeps its lines (and their FHIR ids) and becomes a prescription signed by
+    `prescriber`, numbered, with a fresh verification code, current medications and a
+    notification to the patient. Raises PrescriptionWarnings as `do_sign_prescription` does.
+    """
+    with transaction.atomic():
+        draft = _lock_draft(prescription, access, prescriber)
+        lines = list(draft.items.select_related("medication").order_by("pk"))
+        rows, warnings, reason = _check_signing(
+            access,
+            prescriber,
+            _draft_items(lines),
+            override_reason=override_reason,
+            acknowledged=acknowledged,
+            valid_days=valid_days,
+        )
+        drafted_by = draft.prescriber_id
+        for field, value in _signed_fields(valid_days, warnings, reason).items():
+            setattr(draft, field, value)
+        draft.prescriber = prescriber
+        draft.number = _number(draft)
+        draft.save()
+        for line, row in zip(lines, rows, strict=True):
+            for field in ITEM_FIELDS:
+                setattr(line, field, row[field])
+            # Saved one by one (at most MAX_ITEMS): each line's FHIR version goes up, since
+            # its status and validity period change with the signature.
+            line.save(update_fields=ITEM_FIELDS)
+        _after_signing(draft, access, prescriber, rows, request, draft=True, drafted_by=drafted_by)
+    return draft
+
+
+def do_discard_draft(
+    prescription: Prescription,
+    access: PatientAccess,
+    by: User,
+    *,
+    request: HttpRequest | None = None,
+) -> None:
+    """Delete a draft and its lines; the audit row keeps what it held."""
+    with transaction.atomic():
+        draft = _lock_draft(prescription, access, by)
+        lines = list(draft.items.select_related("medication").order_by("pk"))
+        audit(
+            Action.DELETE,
+            request=request,
+            actor=by,
+            obj=draft,
+            patient_id=str(draft.patient_id),
+            detail=access.audit_detail(
+                prescription="draft-discarded",
+                number=draft.number,
+                drafted_by=draft.prescriber_id,
+                items=[str(line.fhir_id) for line in lines],
+                medications=[line.medication.atc_code for line in lines],
+            ),
+        )
+        draft.delete()
