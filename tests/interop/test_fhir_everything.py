@@ -175,6 +175,8 @@ def test_binary_download_is_permission_checked(
     # raw bytes with their content type
     raw = api.get(url, HTTP_ACCEPT="*/*")
     assert raw.status_code == 200
+    # asking for the file's own type is fine too
+    assert api.get(url, HTTP_ACCEPT="image/png").content == raw.content
     assert raw["Content-Type"] == "image/png"
     assert raw.content[:8] == b"\x89PNG\r\n\x1a\n"
     # or a Binary resource
@@ -189,5 +191,5 @@ def test_binary_download_is_permission_checked(
         assert response.json()["resourceType"] == "OperationOutcome"
     # a token without DocumentReference read scope
     assert fhir_client(patient, "patient/Observation.rs").get(url).status_code == 403
-    assert AuditEvent.objects.filter(detail__fhir="binary", outcome="success").count() == 2
+    assert AuditEvent.objects.filter(detail__fhir="binary", outcome="success").count() == 3
     assert AuditEvent.objects.filter(detail__fhir="binary", outcome="denied").count() == 2

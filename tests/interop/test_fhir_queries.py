@@ -343,3 +343,21 @@ def test_a_user_token_sees_sensitive_rows_only_if_the_role_may(
     make_observation(record, sensitivity="mental_health")
     assert fhir_client(clinician, "user/*.rs").get("/fhir/Observation").json()["total"] == 2
     assert fhir_client(nurse, "user/*.rs").get("/fhir/Observation").json()["total"] == 1
+
+
+@pytest.mark.parametrize(("count", "offset"), [(0, 0), (3, 0), (10, 0), (3, 6), (3, 9), (3, 12)])
+def test_the_total_is_right_with_or_without_the_count_query(
+    count: int,
+    offset: int,
+    record: Patient,
+    clinician: User,
+    make_observation: Callable[..., Observation],
+    fhir_client: Callable[..., Client],
+) -> None:
+    """A page that is not full gives the total without a COUNT; the total must not change."""
+    for _ in range(8):
+        make_observation(record)
+    client = fhir_client(clinician, "user/*.rs")
+    bundle = client.get("/fhir/Observation", {"_count": count, "_offset": offset}).json()
+    assert bundle["total"] == 8
+    assert len(entries(bundle)) == max(0, min(count, 8 - offset))

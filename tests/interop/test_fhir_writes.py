@@ -215,6 +215,10 @@ def test_medication_request_is_created_as_a_draft_prescription(
     second = {**resource, "groupIdentifier": body["groupIdentifier"]}
     assert send(api, "POST", "/fhir/MedicationRequest", second).status_code == 201
     assert request.prescription.items.count() == 2
+    # the patient does not see drafts: they are not prescriptions yet
+    own = fhir_client(record.user, "patient/*.rs")
+    assert own.get(f"/fhir/MedicationRequest/{request.fhir_id}").status_code == 404
+    assert own.get("/fhir/MedicationRequest").json()["total"] == 0
     # a signed (active) prescription is never created through the API
     active = send(api, "POST", "/fhir/MedicationRequest", {**resource, "status": "active"})
     assert active.status_code == 422

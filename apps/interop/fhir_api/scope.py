@@ -21,9 +21,11 @@ from apps.accounts.models import CLINICAL_ROLES, User
 from apps.records.access import ACCESS_PERMISSION, sensitivities_for
 from apps.records.models import (
     BreakGlassAccess,
+    MedicationRequest,
     Patient,
     PatientGroupObjectPermission,
     PatientUserObjectPermission,
+    Prescription,
     Sensitivity,
 )
 
@@ -93,6 +95,9 @@ def scoped(caller: Caller, rtype: ResourceType, model: type[models.Model]) -> mo
     if not _may_see_patients(caller):
         return queryset.none()
     queryset = queryset.filter(_patient_filter(caller, rtype.patient_path))
+    if caller.kind == PATIENT and model is MedicationRequest:
+        # Drafts (written through the API, not yet signed) are not the patient's prescriptions.
+        queryset = queryset.exclude(prescription__status=Prescription.Status.DRAFT)
     if caller.kind == USER and caller.user is not None and _has_field(model, "sensitivity"):
         allowed = sensitivities_for(caller.user)
         if len(allowed) < len(Sensitivity.values):

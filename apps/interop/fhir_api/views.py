@@ -9,6 +9,7 @@ from functools import wraps
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse
+from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
 
 from apps.audit.models import Action, Outcome
@@ -25,27 +26,29 @@ logger = logging.getLogger(__name__)
 ACCEPTABLE = ("application/fhir+json", "application/json", "application/*", "*/*", "json")
 
 
-def _check_format(request: HttpRequest) -> None:
+def _check_format(request: HttpRequest, *, any_accept: bool = False) -> None:
+    """JSON only; `any_accept` for raw content (Binary, NDJSON) whose own type may be asked."""
     wanted = request.GET.get("_format", "")
     if wanted and wanted not in ("json", "application/json", FHIR_JSON):
         raise FhirHttpError(
             406, f"Only JSON is served (asked for {wanted!r}).", code="not-supported"
         )
     accept = request.headers.get("Accept", "")
-    if accept and not any(kind in accept for kind in ACCEPTABLE):
+    if accept and not any_accept and not any(kind in accept for kind in ACCEPTABLE):
         raise FhirHttpError(
             406, f"Only {FHIR_JSON} is served (Accept: {accept}).", code="not-supported"
         )
 
 
-def fhir_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+def fhir_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
     """Authenticate, check the format, and turn every error into an OperationOutcome."""
+    any_accept = getattr(view, "any_accept", False)
 
     @csrf_exempt
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
-            _check_format(request)
+            _check_format(request, any_accept=any_accept)
             caller = authenticate(request)
             return view(request, caller, *args, **kwargs)
         except FhirHttpError as error:
@@ -220,7 +223,8 @@ def _run(caller: Caller, rtype: ResourceType, query: Query) -> tuple[int, list[A
 
 def _total(queryset: Any, query: Query, rows: list[Any]) -> int:
     """The match count; a page that is not full already tells it (saves a COUNT)."""
-    if rows and len(rows) < query.count or not rows and query.offset == 0:
+    short = len(rows) < query.count and (rows or query.offset == 0)
+    if query.count and short:
         return query.offset + len(rows)
     return int(queryset.count())
 
@@ -338,8 +342,15 @@ def export_status(request: HttpRequest, caller: Caller, job_id: str) -> HttpResp
     return status(request, caller, job_id)
 
 
+def raw_content(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpResponseBase]:
+    """Mark a view serving raw content: any Accept header is fine (applied under fhir_view)."""
+    view.any_accept = True  # type: ignore[attr-defined]
+    return view
+
+
 @fhir_view
-def export_file(request: HttpRequest, caller: Caller, job_id: str, name: str) -> HttpResponse:
+@raw_content
+def export_file(request: HttpRequest, caller: Caller, job_id: str, name: str) -> HttpResponseBase:
     """Download one NDJSON file of a finished export."""
     from .bulk import download
 
@@ -355,7 +366,8 @@ def everything(request: HttpRequest, caller: Caller, fhir_id: str) -> HttpRespon
 
 
 @fhir_view
-def binary(request: HttpRequest, caller: Caller, fhir_id: str) -> HttpResponse:
+@raw_content
+def binary(request: HttpRequest, caller: Caller, fhir_id: str) -> HttpResponseBase:
     """`Binary/<id>`: a document's content, through the permission check."""
     from .operations import binary_content
 

@@ -193,8 +193,8 @@ class Command(BaseCommand):
 
         def search_args() -> tuple[str, str, str, str]:
             _pk, fhir_id = rng.choice(patients)
-            start = today - timedelta(days=rng.randrange(365 - WINDOW_DAYS + 1))
-            end = start + timedelta(days=WINDOW_DAYS)
+            end = today - timedelta(days=rng.randrange(365 - WINDOW_DAYS + 1))
+            start = end - timedelta(days=WINDOW_DAYS)
             return str(fhir_id), rng.choice(codes), start.isoformat(), end.isoformat()
 
         matched: list[int] = []
