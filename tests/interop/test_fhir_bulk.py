@@ -552,3 +552,30 @@ def test_requested_types_must_be_readable() -> None:
     assert error.value.status == 400
     assert export.resolve_types(caller, "system", None) == ["Observation"]
     assert "Practitioner" not in {t.name for t in export.exportable_types(caller, "patient")}
+
+
+def test_batched_types_export_what_read_returns(
+    record: Patient,
+    record2: Patient,
+    clinician: User,
+    fill: Callable[..., dict[str, Any]],  # noqa: F811
+    fhir_client: Callable[..., Client],
+) -> None:
+    # given full records (notes, reports, encounters, sensitive items) the clinician may see
+    fill(record)
+    fill(record2, " two")
+    client = fhir_client(clinician, "user/*.rs")
+
+    # when the types serialized in blocks are exported
+    job_id = kick(client, _type="Observation,Encounter,Condition")
+    rows = download(client, manifest(client, str(finish(job_id, block_size=2).pk)))
+
+    # then every line is the resource a read returns, and nothing the clinician cannot read
+    assert set(rows) == {"Observation", "Encounter", "Condition"}
+    for resource_type, resources in rows.items():
+        for resource in resources:
+            read = client.get(f"/fhir/{resource_type}/{resource['id']}")
+            assert read.status_code == 200
+            assert resource == read.json()
+        searched = client.get(f"/fhir/{resource_type}", {"_count": 500}).json()
+        assert {r["id"] for r in resources} == {e["resource"]["id"] for e in searched["entry"]}

@@ -109,9 +109,10 @@ def find(caller: Caller, rtype: ResourceType, fhir_id: str) -> Any | None:
     if not _is_uuid(fhir_id):
         return None
     for model in rtype.models:
-        found = scoped(caller, rtype, model).filter(fhir_id=fhir_id).first()
-        if found is not None:
-            return found
+        # fhir_id is unique: no ordering to compile or sort.
+        found = list(scoped(caller, rtype, model).filter(fhir_id=fhir_id).order_by()[:1])
+        if found:
+            return found[0]
     return None
 
 

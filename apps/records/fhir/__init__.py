@@ -15,7 +15,9 @@ extension `EXT + "x"`.
 
 Modules: `codes` (code and identifier systems, extension URLs), `helpers` (shared element
 builders and readers), `people`, `clinical` and `documents` (the mappers), `convert` (`to_fhir`,
-`from_fhir`) and `bundle` (`validate`, `bundle`, `patient_bundle`). Import from this package.
+`from_fhir`) and `bundle` (`validate`, `bundle`, `patient_bundle`). Import from this package, but
+for `batch`: the same resources as NDJSON lines for many rows at once, without model instances
+(Bulk Data `$export` of Observation, Encounter and Condition).
 
 Model field                     FHIR element
 ------------------------------  ----------------------------------------------------------------
