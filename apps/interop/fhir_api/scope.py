@@ -87,14 +87,59 @@ def _patient_filter(caller: Caller, path: str) -> Q:
     return Q(**{f"{column}__in": granted_patient_ids(caller.user)})
 
 
-def scoped(caller: Caller, rtype: ResourceType, model: type[models.Model]) -> models.QuerySet[Any]:
-    """The rows of `model` (serving `rtype`) the caller may see, with what the mapper reads."""
-    queryset = with_related(model, rtype.queryset(model))
-    if caller.kind == SYSTEM or rtype.patient_path is None:
-        return queryset
+def may_see_patient(caller: Caller, patient_id: int) -> bool:
+    """Whether the caller may enter this one patient's compartment (simple indexed lookups)."""
     if not _may_see_patients(caller):
+        return False
+    if caller.kind == SYSTEM:
+        return True
+    assert caller.user is not None  # noqa: S101 - _may_see_patients checked it
+    if caller.kind == PATIENT:
+        return Patient.objects.filter(pk=patient_id, user=caller.user).exists()
+    user = caller.user
+    # With the patient fixed, each grant is an index probe; no UNION of every grant to build.
+    grants = (
+        PatientUserObjectPermission.objects.filter(
+            user=user, content_object_id=patient_id, permission__codename=_CODENAME
+        ).exists()
+        or PatientGroupObjectPermission.objects.filter(
+            group__user=user, content_object_id=patient_id, permission__codename=_CODENAME
+        ).exists()
+        or BreakGlassAccess.objects.filter(
+            user=user, patient_id=patient_id, ended_at__isnull=True, expires_at__gt=timezone.now()
+        ).exists()
+    )
+    return grants
+
+
+def scoped(
+    caller: Caller,
+    rtype: ResourceType,
+    model: type[models.Model],
+    *,
+    patient_id: int | None = None,
+    checked: bool = False,
+) -> models.QuerySet[Any]:
+    """The rows of `model` (serving `rtype`) the caller may see, with what the mapper reads.
+
+    `patient_id` pins the rows to one patient (a read, or a search by patient): the caller's
+    right to that patient is then checked once, instead of joining every grant to every row
+    (`checked`: the caller already did it with `may_see_patient`).
+    """
+    queryset = with_related(model, rtype.queryset(model))
+    if rtype.patient_path is None:
+        return queryset
+    column = f"{rtype.patient_path}_id" if rtype.patient_path else "pk"
+    if patient_id is not None:
+        if not checked and not may_see_patient(caller, patient_id):
+            return queryset.none()
+        queryset = queryset.filter(**{column: patient_id})
+    elif caller.kind == SYSTEM:
+        return queryset
+    elif not _may_see_patients(caller):
         return queryset.none()
-    queryset = queryset.filter(_patient_filter(caller, rtype.patient_path))
+    else:
+        queryset = queryset.filter(_patient_filter(caller, rtype.patient_path))
     if caller.kind == PATIENT and model is MedicationRequest:
         # Drafts (written through the API, not yet signed) are not the patient's prescriptions.
         queryset = queryset.exclude(prescription__status=Prescription.Status.DRAFT)

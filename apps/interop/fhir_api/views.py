@@ -4,6 +4,7 @@ dispatched to their modules (`writes`, `operations`)."""
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Callable
 from functools import wraps
 from typing import Any
@@ -14,11 +15,12 @@ from django.views.decorators.csrf import csrf_exempt
 
 from apps.audit.models import Action, Outcome
 from apps.audit.services import record as audit
+from apps.records.models import Patient
 
 from .auth import Caller, authenticate
 from .errors import FHIR_JSON, FhirHttpError, error_response, fhir_response, not_found
 from .registry import ResourceType, get
-from .scope import patient_of, scoped
+from .scope import may_see_patient, patient_of, scoped
 from .search import Query, page_links, parse
 
 logger = logging.getLogger(__name__)
@@ -106,24 +108,26 @@ def audit_access(
 
 def find(caller: Caller, rtype: ResourceType, fhir_id: str) -> Any | None:
     """The row behind `rtype/fhir_id` if the caller may see it."""
-    if not _is_uuid(fhir_id):
+    try:
+        uuid.UUID(fhir_id)
+    except ValueError:
         return None
     for model in rtype.models:
+        patient_id = None
+        if rtype.patient_path is not None:
+            # Whose row it is first (unique index), then the right to that one patient.
+            column = f"{rtype.patient_path}_id" if rtype.patient_path else "pk"
+            owner = rtype.queryset(model).filter(fhir_id=fhir_id).values_list(column, flat=True)
+            owners = list(owner.order_by()[:1])
+            if not owners:
+                continue
+            patient_id = owners[0]
         # fhir_id is unique: no ordering to compile or sort.
-        found = list(scoped(caller, rtype, model).filter(fhir_id=fhir_id).order_by()[:1])
+        scope = scoped(caller, rtype, model, patient_id=patient_id)
+        found = list(scope.filter(fhir_id=fhir_id).order_by()[:1])
         if found:
             return found[0]
     return None
-
-
-def _is_uuid(text: str) -> bool:
-    import uuid
-
-    try:
-        uuid.UUID(text)
-    except ValueError:
-        return False
-    return True
 
 
 def version_headers(obj: Any) -> dict[str, str]:
@@ -203,10 +207,34 @@ def type_level(request: HttpRequest, caller: Caller, type_name: str) -> HttpResp
     )
 
 
-def _run(caller: Caller, rtype: ResourceType, query: Query) -> tuple[int, list[Any]]:
+def _pinned_patient(rtype: ResourceType, params: Any) -> int | None:
+    """The patient a search is limited to by a single `patient`/`subject` value, if any."""
+    if not rtype.patient_path:
+        return None
+    values = [v for name in ("patient", "subject") for v in params.getlist(name)]
+    if len(values) != 1 or "," in values[0]:
+        return None
+    fhir_id = values[0].removeprefix("Patient/")
+    try:
+        uuid.UUID(fhir_id)
+    except ValueError:
+        return None
+    found = list(Patient.objects.filter(fhir_id=fhir_id).values_list("pk", flat=True)[:1])
+    # An unknown patient matches nothing: pin to an id no row has.
+    return found[0] if found else 0
+
+
+def _run(
+    caller: Caller, rtype: ResourceType, query: Query, patient_id: int | None = None
+) -> tuple[int, list[Any]]:
     """Total and the page's rows, across the type's models (merged by the sort key)."""
+    if patient_id is not None and not may_see_patient(caller, patient_id):
+        return 0, []
     querysets = [
-        scoped(caller, rtype, m).filter(query.filters).order_by(*query.order) for m in rtype.models
+        scoped(caller, rtype, m, patient_id=patient_id, checked=True)
+        .filter(query.filters)
+        .order_by(*query.order)
+        for m in rtype.models
     ]
     if query.summary_count:
         return sum(qs.count() for qs in querysets), []
@@ -273,7 +301,7 @@ def _included(
 def search(request: HttpRequest, caller: Caller, rtype: ResourceType, params: Any) -> HttpResponse:
     caller.require(rtype.name, "s")
     query = parse(rtype, rtype.models[0], params)
-    total, rows = _run(caller, rtype, query)
+    total, rows = _run(caller, rtype, query, _pinned_patient(rtype, params))
     base = base_url(request)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",
