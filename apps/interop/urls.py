@@ -13,6 +13,11 @@ JOB = r"(?P<job_id>[0-9a-f\-]{36})"
 urlpatterns = [
     path("fhir/", views.root, name="fhir-root"),
     path("fhir/metadata", views.capability, name="fhir-metadata"),
+    path(
+        "fhir/.well-known/smart-configuration",
+        views.smart_configuration,
+        name="fhir-smart-configuration",
+    ),
     re_path(r"^fhir/\$export$", views.export, {"level": "system"}, name="fhir-export"),
     re_path(
         r"^fhir/Patient/\$export$", views.export, {"level": "patient"}, name="fhir-export-patient"

@@ -264,3 +264,12 @@ def test_admin_deactivation_revokes_tokens_for_good(
     # deleting the client removes its OAuth2 application and credentials
     browser.post(f"/admin/interop/fhirclient/{client.pk}/delete/", {"post": "yes"})
     assert request_token(client, secret).status_code == 401
+
+
+def test_smart_configuration_tells_backends_where_to_get_tokens(db: None) -> None:
+    response = Client().get("/fhir/.well-known/smart-configuration")
+    assert response.status_code == 200
+    document = response.json()
+    assert document["token_endpoint"].endswith("/o/token/")
+    assert document["grant_types_supported"] == ["client_credentials"]
+    assert "client_secret_basic" in document["token_endpoint_auth_methods_supported"]

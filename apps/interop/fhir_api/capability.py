@@ -153,3 +153,18 @@ def capability_statement(base: str) -> dict[str, Any]:
         "instantiates": [f"{BULK}/CapabilityStatement/bulk-data"],
     }
     return statement
+
+
+def smart_configuration(base: str) -> dict[str, Any]:
+    """`/fhir/.well-known/smart-configuration` (SMART App Launch 2.x discovery) for backends."""
+    return {
+        "issuer": base,
+        "token_endpoint": _url(base, "oauth2-token"),
+        "revocation_endpoint": _url(base, "oauth2-revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "scopes_supported": ["system/*.rs", "system/*.cruds", "user/*.rs", "patient/*.rs"],
+        "response_types_supported": ["token"],
+        "capabilities": ["client-confidential-symmetric", "permission-v2"],
+        "code_challenge_methods_supported": ["S256"],
+    }

@@ -3,6 +3,7 @@ dispatched to their modules (`writes`, `operations`)."""
 
 from __future__ import annotations
 
+import json
 import logging
 import uuid
 from collections.abc import Callable
@@ -412,3 +413,14 @@ def capability(request: HttpRequest) -> HttpResponse:
     from .capability import capability_statement
 
     return fhir_response(capability_statement(base_url(request)))
+
+
+def smart_configuration(request: HttpRequest) -> HttpResponse:
+    """SMART discovery document: where backends get tokens and what they may ask for."""
+    from .capability import smart_configuration as document
+
+    response = HttpResponse(
+        json.dumps(document(base_url(request))), content_type="application/json"
+    )
+    response["Cache-Control"] = "public, max-age=3600"
+    return response
