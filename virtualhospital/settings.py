@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "guardian",
     "oauth2_provider",
     "apps.records",
+    "apps.devices",
     "apps.interop",
 ]
 
@@ -396,6 +397,14 @@ RECORDS_SENSITIVE_ROLES = {
 }
 RECORDS_BREAK_GLASS_HOURS = env_int("BREAK_GLASS_HOURS", 4, minimum=1)
 RECORDS_MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024
+
+# Remote monitoring (apps/devices): limits on what a device message may carry.
+DEVICES_MAX_PAYLOAD_BYTES = env_int("DEVICES_MAX_PAYLOAD_BYTES", 64 * 1024, minimum=1024)
+DEVICES_MAX_READINGS_PER_MESSAGE = env_int("DEVICES_MAX_READINGS_PER_MESSAGE", 1000, minimum=1)
+DEVICES_MAX_AGE_DAYS = env_int("DEVICES_MAX_AGE_DAYS", 30, minimum=1)
+DEVICES_MAX_FUTURE_MINUTES = env_int("DEVICES_MAX_FUTURE_MINUTES", 5, minimum=0)
+# HTTPS ingestion: messages per minute per device and client address.
+DEVICES_HTTP_RATE_LIMIT = env_int("DEVICES_HTTP_RATE_LIMIT", 600, minimum=1)
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

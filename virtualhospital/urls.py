@@ -10,6 +10,7 @@ api_v1 = [
     path("", include("apps.accounts.api_urls")),
     path("", include("apps.notifications.api_urls")),
     path("", include("apps.records.api_urls")),
+    path("", include("apps.devices.api_urls")),
 ]
 
 urlpatterns = [

@@ -240,7 +240,7 @@ def _care_team_to(team: CareTeam) -> dict[str, Any]:
             "member": _user_ref(member.user),
             "period": _period(member.started_at, member.ended_at),
         }
-        for member in team.members.all()
+        for member in sorted(team.members.all(), key=lambda m: m.pk)
     ]
     return _clean(
         {
