@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 from django.db import connection
+from django.utils import translation
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
@@ -21,6 +22,13 @@ from apps.devices.services.registry import (
 )
 from apps.records.models import Observation, Patient
 from apps.records.reference import load_reference_data
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """The assertions below read the English messages (the default language is French)."""
+    with translation.override("en"):
+        yield
 
 
 def test_care_team_clinician_registers_and_secret_is_shown_once(
