@@ -62,6 +62,9 @@ async def test_deactivating_a_user_closes_their_sockets(clinician: User) -> None
     assert event == {"type": "session.closed", "reason": "deactivated"}
     closed = await communicator.receive_output(timeout=5)
     assert closed == {"type": "websocket.close", "code": 4408}
+    # The browser answers the close: the consumer then leaves its groups and ends by itself
+    # (cancelling it at loop teardown can hang inside the Redis channel layer).
+    await communicator.disconnect()
 
 
 async def test_logging_out_closes_the_sockets_of_that_session_only(patient: User) -> None:
@@ -75,6 +78,7 @@ async def test_logging_out_closes_the_sockets_of_that_session_only(patient: User
 
     assert (await socket_one.receive_json_from(timeout=5))["type"] == "session.closed"
     assert await socket_two.receive_nothing(timeout=0.5)
+    await socket_one.disconnect()
     await socket_two.disconnect()
     key = first.cookies["sessionid"].value
     assert not await sync_to_async(SessionStore().exists)(key)
