@@ -389,34 +389,13 @@ def _rows(
         changed = _changed_field(model)
         if changed:
             queryset = queryset.filter(**{f"{changed}__gt": since})
-    related = _practitioner_paths(model, rtype.select_related)
-    if related:
-        queryset = queryset.select_related(*related)
-    prefetch = _practitioner_paths(model, rtype.prefetch_related)
-    if prefetch:
-        queryset = queryset.prefetch_related(*prefetch)
+    # `scoped` already loads what the mappers read (search.RELATED), in a fixed number of queries.
     return queryset.order_by()
 
 
 def _changed_field(model: type[models.Model]) -> str:
     names = {f.name for f in model._meta.get_fields()}
     return next((name for name in ("updated_at", "occurred_at") if name in names), "")
-
-
-def _practitioner_paths(model: type[models.Model], paths: tuple[str, ...]) -> list[str]:
-    """`<path>__practitioner` for paths ending at a user: the mapping references it per row."""
-    user_model = get_user_model()
-    extra = []
-    for path in paths:
-        target: Any = model
-        try:
-            for part in path.split("__"):
-                target = target._meta.get_field(part).related_model
-        except Exception:  # noqa: BLE001, S112 - FieldDoesNotExist or a non-relation: skip it
-            continue
-        if target is user_model:
-            extra.append(f"{path}__practitioner")
-    return extra
 
 
 class _TypeWriter:
