@@ -213,6 +213,7 @@ CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "apps.audit.tasks.checkpoint_audit", "schedule": 3600.0},
     "fhir-export-purge": {"task": "apps.interop.tasks.purge_expired_exports", "schedule": 3600.0},
+    "devices-escalate": {"task": "apps.devices.tasks.escalate_alerts", "schedule": 30.0},
 }
 
 MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))
@@ -405,6 +406,12 @@ DEVICES_MAX_AGE_DAYS = env_int("DEVICES_MAX_AGE_DAYS", 30, minimum=1)
 DEVICES_MAX_FUTURE_MINUTES = env_int("DEVICES_MAX_FUTURE_MINUTES", 5, minimum=0)
 # HTTPS ingestion: messages per minute per device and client address.
 DEVICES_HTTP_RATE_LIMIT = env_int("DEVICES_HTTP_RATE_LIMIT", 600, minimum=1)
+# Minutes an alert may stay unacknowledged before it escalates to the next person on call
+# (a rule may set its own delay); information alerts never escalate.
+DEVICES_ESCALATION_MINUTES = {
+    "critical": env_int("DEVICES_ESCALATION_MINUTES_CRITICAL", 5, minimum=1),
+    "warning": env_int("DEVICES_ESCALATION_MINUTES_WARNING", 15, minimum=1),
+}
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

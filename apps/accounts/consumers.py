@@ -8,6 +8,7 @@ from channels.db import database_sync_to_async
 from channels.generic.websocket import AsyncJsonWebsocketConsumer
 
 from apps.accounts.twofactor import session_satisfies_second_factor
+from apps.core import presence
 from apps.core.realtime import session_group, user_group
 
 # Close codes in the private 4000-4999 range, read by static/js/realtime.js.
@@ -28,6 +29,7 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
     """Joins the user's group and the session's group; subclasses add their own groups."""
 
     groups_joined: list[str]
+    present_as: int | None = None
 
     async def connect(self) -> None:
         user = self.scope.get("user")
@@ -42,10 +44,14 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
         for group in self.groups_joined:
             await self.channel_layer.group_add(group, self.channel_name)
         await self.accept()
+        self.present_as = user.pk
+        await database_sync_to_async(presence.connected)(user.pk)
 
     async def disconnect(self, code: int) -> None:
         for group in getattr(self, "groups_joined", []):
             await self.channel_layer.group_discard(group, self.channel_name)
+        if getattr(self, "present_as", None) is not None:
+            await database_sync_to_async(presence.disconnected)(self.present_as)
 
     async def realtime_event(self, message: dict[str, Any]) -> None:
         event = message["event"]

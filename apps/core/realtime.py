@@ -6,6 +6,7 @@ JavaScript that consumes them agree on one shape (tests check each type).
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 from collections.abc import Iterable
@@ -26,6 +27,27 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
     "notification.read": frozenset({"unread_count"}),
     # The session or account ended: sockets must close (logout, idle timeout, deactivation).
     "session.closed": frozenset({"reason"}),
+    # Remote monitoring: new readings of a patient (one event per patient per stored batch);
+    # each reading is {"code", "value", "unit", "at", "status"}.
+    "monitoring.reading": frozenset({"patient", "readings"}),
+    # A remote-monitoring alert was raised or changed state (acknowledged, escalated, resolved).
+    "monitoring.alert": frozenset(
+        {
+            "id",
+            "patient",
+            "patient_name",
+            "code",
+            "severity",
+            "state",
+            "summary",
+            "value",
+            "unit",
+            "measured_at",
+            "opened_at",
+            "handled_by",
+            "url",
+        }
+    ),
 }
 
 # Message type that consumers implement as `realtime_event`.
@@ -61,6 +83,34 @@ def send_event_on_commit(event_type: str, payload: dict[str, Any], groups: Itera
     event = build_event(event_type, payload)
     targets = list(groups)
     transaction.on_commit(lambda: _send(event, targets))
+
+
+def send_events_on_commit(events: Iterable[tuple[str, dict[str, Any], Iterable[str]]]) -> None:
+    """Many events at once (validated now): one trip through the event loop on commit."""
+    batch = [(build_event(kind, payload), list(groups)) for kind, payload, groups in events]
+    if batch:
+        transaction.on_commit(lambda: _send_many(batch))
+
+
+def _send_many(batch: list[tuple[dict[str, Any], list[str]]]) -> None:
+    layer = get_channel_layer()
+    if layer is None:
+        return
+
+    async def send_all() -> None:
+        sends = [
+            layer.group_send(group, {"type": CONSUMER_MESSAGE_TYPE, "event": event})
+            for event, groups in batch
+            for group in groups
+        ]
+        for outcome in await asyncio.gather(*sends, return_exceptions=True):
+            if isinstance(outcome, Exception):
+                logger.error("could not push a live event: %r", outcome)
+
+    try:
+        async_to_sync(send_all)()
+    except Exception:  # noqa: BLE001 - a live push must never break the committed work
+        logger.exception("could not push %d live events", len(batch))
 
 
 def _send(event: dict[str, Any], groups: list[str]) -> None:

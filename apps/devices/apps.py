@@ -6,3 +6,6 @@ class DevicesConfig(AppConfig):
     name = "apps.devices"
     label = "devices"
     verbose_name = _("Remote monitoring")
+
+    def ready(self) -> None:
+        from . import timeline  # noqa: F401 - registers the alert entries of the timeline

@@ -36,6 +36,9 @@ from ..models import (
 )
 from ..protocol import Message, ProtocolError, claimed_device, decode, device_id_from_topic
 from ..units import MEASUREMENTS, UnitError, to_canonical
+from . import thresholds
+from .alerts import raise_alerts
+from .live import push_readings
 
 logger = logging.getLogger(__name__)
 
@@ -72,6 +75,7 @@ class IngestResult:
     dead_lettered: int = 0
     reasons: Counter[str] = field(default_factory=Counter)
     observation_ids: list[int] = field(default_factory=list)
+    alerts: list[int] = field(default_factory=list)  # alerts raised (or raised again)
     outcomes: list[Outcome] = field(default_factory=list)
 
 
@@ -347,6 +351,12 @@ def ingest(messages: Sequence[RawMessage]) -> IngestResult:
         if new:
             _touch_devices(new)
             _audit(new, observations)
+            # Before the commit, so no reading is acknowledged without its alert.
+            concept_codes = {o.code_id: o.code.code for o in observations}
+            evaluation = thresholds.evaluate(observations, concept_codes)
+            # Readings first: a dashboard shows the value, then the alert about it.
+            push_readings(observations, concept_codes, evaluation.rules)
+            result.alerts = [alert.pk for alert in raise_alerts(evaluation)]
         DeadLetter.objects.bulk_create(batch.dead)
         reasons = batch.reasons
         transaction.on_commit(lambda: _count(reasons))

@@ -26,6 +26,7 @@ TABS: list[tuple[str, Any, str, str | None]] = [
     ("notes", _("Notes"), "records:notes", None),
     ("prescriptions", _("Prescriptions"), "records:prescriptions", "records:my_prescriptions"),
     ("timeline", _("Timeline"), "records:timeline", "records:my_timeline"),
+    ("devices", _("Devices"), "devices:patient_devices", "devices:my_devices"),
     ("care_team", _("Care team"), "records:care_team", None),
 ]
 PATIENT_EXTRA_TABS: list[tuple[str, Any, str]] = [

@@ -1,0 +1,94 @@
+"""Readings and alerts reach the care team's sockets (not outsiders'), after commit."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from channels.db import database_sync_to_async
+
+from apps.accounts.models import User
+from apps.core import presence
+from apps.core.realtime import EVENT_TYPES
+from apps.devices.models import Alert, ThresholdRule
+from apps.devices.services.alerts import do_acknowledge_alert
+from apps.devices.services.ingest import ingest
+from apps.records.models import Patient
+from tests.notifications.test_live_push import open_socket
+
+from .conftest import ago
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+async def next_of_type(socket: Any, kind: str) -> dict[str, Any]:
+    while True:
+        event = await socket.receive_json_from(timeout=5)
+        if event["type"] == kind:
+            return event
+
+
+async def test_a_high_reading_reaches_the_care_team_live_then_its_alert(
+    device: Any, message: Any, record: Patient, clinician: User, outsider: User, patient: User
+) -> None:
+    await database_sync_to_async(ThresholdRule.objects.create)(
+        patient=record, code="8480-6", kind="above", limit=Decimal(160), severity="critical"
+    )
+    doctor = await open_socket(clinician)
+    stranger = await open_socket(outsider)
+    owner = await open_socket(patient)
+
+    raw = message([("8480-6", 182, "mm[Hg]"), ("8462-4", 95, "mm[Hg]")], ts=ago(minutes=1))
+    await database_sync_to_async(ingest)([raw])
+
+    reading = await next_of_type(doctor, "monitoring.reading")
+    assert set(reading) == {"type", *EVENT_TYPES["monitoring.reading"]}
+    assert reading["patient"] == record.pk
+    assert {(r["code"], r["value"], r["status"]) for r in reading["readings"]} == {
+        ("8480-6", 182.0, "critical"),
+        ("8462-4", 95.0, "high"),
+    }
+    alert = await next_of_type(doctor, "monitoring.alert")
+    assert set(alert) == {"type", *EVENT_TYPES["monitoring.alert"]}
+    stored = await database_sync_to_async(Alert.objects.get)()
+    assert (alert["id"], alert["state"], alert["severity"]) == (stored.pk, "open", "critical")
+    assert alert["url"] == f"/clinic/alerts/{stored.pk}/"
+    # the patient sees their readings live, not the alert; an outsider sees nothing
+    assert (await next_of_type(owner, "monitoring.reading"))["patient"] == record.pk
+    assert await owner.receive_nothing(timeout=0.5)
+    assert await stranger.receive_nothing(timeout=0.5)
+
+    # when a colleague acknowledges it, every member's banner learns it
+    await database_sync_to_async(do_acknowledge_alert)(stored, clinician, "on it")
+    update = await next_of_type(doctor, "monitoring.alert")
+    assert (update["id"], update["state"]) == (stored.pk, "acknowledged")
+    assert update["handled_by"] == clinician.get_full_name()
+    for socket in (doctor, stranger, owner):
+        await socket.disconnect()
+
+
+async def test_presence_counts_open_sockets(clinician: User) -> None:
+    first = await open_socket(clinician)
+    second = await open_socket(clinician)
+    assert await database_sync_to_async(presence.online)([clinician.pk]) == {clinician.pk}
+
+    await first.disconnect()
+    assert await database_sync_to_async(presence.online)([clinician.pk]) == {clinician.pk}
+    await second.disconnect()
+
+    assert await database_sync_to_async(presence.online)([clinician.pk]) == set()
+
+
+async def test_nobody_online_costs_no_event(device: Any, message: Any, record: Patient) -> None:
+    from apps.devices.services.live import push_readings
+    from apps.records.models import Observation
+
+    await database_sync_to_async(ingest)([message(ts=ago(minutes=2))])
+    observations = await database_sync_to_async(list)(Observation.objects.select_related("code"))
+
+    queued = await database_sync_to_async(push_readings)(
+        observations, {o.code_id: o.code.code for o in observations}
+    )
+
+    assert queued == 0
