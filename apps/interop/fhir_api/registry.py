@@ -29,6 +29,9 @@ class SearchParam:
     # For references: the FHIR types they may point to.
     targets: tuple[str, ...] = ()
     documentation: str = ""
+    # For references stored as a public identifier (Observation.device): the token path
+    # searched by `:identifier`, by `system|value` and by a bare value that is not an id.
+    identifier: str = ""
 
 
 @dataclass

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from apps.accounts.models import Organization
+from apps.devices.models import Device
 from apps.records import fhir as records_fhir
 from apps.records.models import (
     AllergyIntolerance,
@@ -22,6 +23,7 @@ from apps.records.models import (
 )
 
 from .registry import DATE, REFERENCE, STRING, TOKEN, ResourceType, SearchParam, register
+from .resources_device import DEVICE_TYPE_PATHS, DeviceType, observation_to_fhir
 
 to_fhir = records_fhir.to_fhir
 
@@ -242,14 +244,24 @@ register(
     ResourceType(
         "Observation",
         (Observation,),
-        to_fhir,
+        observation_to_fhir,
         patient_path="patient",
         params=_params(
             _code("code"),
             SearchParam("category", TOKEN, ("category",)),
             SearchParam("date", DATE, ("effective_at",), sortable=True),
             SearchParam("status", TOKEN, ("status",)),
-            SearchParam("device", STRING, ("device_id",)),
+            SearchParam(
+                "device",
+                REFERENCE,
+                ("device_id__fhir_device",),
+                targets=("Device",),
+                documentation=(
+                    "Device/<id>, or the device's identifier: "
+                    f"{records_fhir.SYS_DEVICE}|dev-… (also with :identifier, or dev-… alone)."
+                ),
+                identifier=f"={records_fhir.SYS_DEVICE}|device_id",
+            ),
             SearchParam("encounter", REFERENCE, ("encounter__fhir_id",), targets=("Encounter",)),
         ),
         default_sort="-effective_at",
@@ -291,5 +303,29 @@ register(
         select_related=("patient", "recorded_by", "amends"),
         includes=("patient",),
         writable=True,
+    )
+)
+register(
+    DeviceType(
+        "Device",
+        (Device,),
+        records_fhir.device_to_fhir,
+        patient_path="patient",
+        params=_params(
+            SearchParam("identifier", TOKEN, (f"={records_fhir.SYS_DEVICE}|device_id",)),
+            SearchParam(
+                "type",
+                TOKEN,
+                DEVICE_TYPE_PATHS,
+                documentation="SNOMED CT device code, or the device kind "
+                f"({records_fhir.SYS_DEVICE_KIND}).",
+            ),
+            SearchParam("status", TOKEN, ("fhir_status",)),
+            SearchParam("manufacturer", STRING, ("manufacturer",)),
+            SearchParam("model", STRING, ("model",)),
+        ),
+        default_sort="-registered_at",
+        select_related=("patient",),
+        includes=("patient",),
     )
 )

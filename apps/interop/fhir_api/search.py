@@ -2,7 +2,9 @@
 
 Parameter types: token (`system|code`, `code`, `|code`, `system|`), string (starts with, case
 and accent sensitive as Django's `istartswith`; `:exact`, `:contains`), date (prefixes eq, ne,
-gt, lt, ge, le, sa, eb with the value's precision), reference (`Type/id` or `id`).
+gt, lt, ge, le, sa, eb with the value's precision), reference (`Type/id` or `id`; where the
+parameter declares an `identifier` path, also `:identifier=system|value`, `system|value` or a
+bare identifier value).
 Paging is by offset (`_offset`) with `_count` (default 50, at most 500) and next/previous links.
 
 `with_related` loads what each type's mapper reads, so a page or a read costs the same number of
@@ -19,11 +21,12 @@ from typing import Any
 from urllib.parse import urlencode
 
 from django.db import models
-from django.db.models import Prefetch, Q
+from django.db.models import OuterRef, Prefetch, Q, Subquery
 from django.http import HttpRequest, QueryDict
 from django.utils import timezone
 
 from apps.accounts.models import Organization, User
+from apps.devices.models import Device
 from apps.records.models import (
     AllergyIntolerance,
     CareTeam,
@@ -121,6 +124,20 @@ RELATED: dict[type[models.Model], tuple[tuple[str, ...], tuple[Callable[[], Any]
     ),
     DocumentReference: (("patient",), (lambda: "encounter", _recorder)),
     ClinicalNote: (("patient",), (lambda: "encounter", lambda: "amends", _recorder)),
+    Device: (("patient",), ()),
+}
+
+
+def _device_fhir_id() -> Subquery:
+    """The fhir_id of the Device an observation came from (rows store its public device id)."""
+    devices = Device.objects.filter(device_id=OuterRef("device_id")).order_by()
+    return Subquery(devices.values("fhir_id")[:1])
+
+
+# Values the mappers read that are not on the row, as annotations: computed for the returned
+# rows only (one unique-index probe each), not one query per row.
+ANNOTATIONS: dict[type[models.Model], dict[str, Callable[[], Any]]] = {
+    Observation: {"device_fhir_id": _device_fhir_id},
 }
 
 
@@ -134,6 +151,9 @@ def with_related(model: type[models.Model], queryset: models.QuerySet[Any]) -> m
     # "notes__author" lookup cannot be combined with a Prefetch("notes", ...) of ours.
     queryset = queryset.select_related(None).prefetch_related(None)
     queryset = queryset.prefetch_related(*(make() for make in prefetch))
+    annotations = ANNOTATIONS.get(model)
+    if annotations:
+        queryset = queryset.annotate(**{name: make() for name, make in annotations.items()})
     return queryset.select_related(*select) if select else queryset
 
 
@@ -245,7 +265,11 @@ def _string_q(path: str, raw: str, modifier: str) -> Q:
     return Q(**{f"{path}__{lookup}": raw})
 
 
-def _reference_q(param: SearchParam, path: str, raw: str) -> Q:
+def _reference_q(param: SearchParam, path: str, raw: str, modifier: str = "") -> Q:
+    if param.identifier and (
+        modifier == "identifier" or "|" in raw or ("/" not in raw and not UUID.match(raw))
+    ):
+        return _token_q(param.identifier, raw)
     _type, _, fhir_id = raw.rpartition("/")
     if _type and param.targets and _type not in param.targets:
         raise _bad(f"{param.name} points to {', '.join(param.targets)}, not {_type}.", param.name)
@@ -266,7 +290,7 @@ def _param_q(model: type[models.Model], param: SearchParam, raw: str, modifier: 
             elif param.type == STRING:
                 q |= _string_q(path, value, modifier)
             elif param.type == REFERENCE:
-                q |= _reference_q(param, path, value)
+                q |= _reference_q(param, path, value, modifier)
     return q
 
 
@@ -313,6 +337,15 @@ def parse(rtype: ResourceType, model: type[models.Model], params: QueryDict) -> 
     if summary not in ("", "count", "false"):
         raise _bad("Only _summary=count is supported.", "_summary")
     return Query(filters, order, count, offset, summary == "count", includes, revincludes)
+
+
+def reference_in(param: SearchParam, fhir_ids: list[str]) -> Q:
+    """Rows whose reference `param` points to any of these FHIR ids (`_revinclude`)."""
+    path = param.paths[0]
+    if path.endswith("__fhir_id"):
+        return Q(**{f"{path}__in": fhir_ids})
+    # A lookup of its own (e.g. Observation's `device_id__fhir_device`) takes the list as is.
+    return Q(**{path: fhir_ids})
 
 
 def page_links(request: HttpRequest, query: Query, total: int) -> list[dict[str, str]]:

@@ -20,9 +20,9 @@ from apps.records.models import Patient
 
 from .auth import Caller, authenticate
 from .errors import FHIR_JSON, FhirHttpError, error_response, fhir_response, not_found
-from .registry import ResourceType, get
+from .registry import REFERENCE, ResourceType, get
 from .scope import may_see_patient, patient_of, scoped
-from .search import Query, page_links, parse
+from .search import Query, page_links, parse, reference_in
 
 logger = logging.getLogger(__name__)
 
@@ -283,18 +283,19 @@ def _included(
                     extra.append((target_type.name, obj))
     for source, param_name in query.revincludes:
         source_type = get(source)
+        param = source_type.params.get(param_name) if source_type is not None else None
         if (
             source_type is None
-            or param_name not in source_type.params
+            or param is None
+            or param.type != REFERENCE
             or not caller.can(source, "s")
         ):
             raise FhirHttpError(
                 400, f"Unsupported _revinclude {source}:{param_name}.", expression=["_revinclude"]
             )
-        path = source_type.params[param_name].paths[0]
-        row_ids = [str(r.fhir_id) for r in rows]
+        pointing = reference_in(param, [str(r.fhir_id) for r in rows])
         for model in source_type.models:
-            for obj in scoped(caller, source_type, model).filter(**{f"{path}__in": row_ids})[:1000]:
+            for obj in scoped(caller, source_type, model).filter(pointing)[:1000]:
                 extra.append((source_type.name, obj))
     return extra
 

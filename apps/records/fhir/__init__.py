@@ -86,7 +86,9 @@ Observation                     Observation: code (LOINC), category[0], status, 
                                 valueQuantity (UCUM), ref_low/ref_high → referenceRange[0],
                                 interpretation (v3 ObservationInterpretation), effective_at →
                                 effectiveDateTime, source → ext:observation-source, device_id →
-                                device.identifier (SYS_DEVICE), report → ext:report, encounter,
+                                device.identifier (SYS_DEVICE) and, where the reader loaded it
+                                (`device_fhir_id`), device.reference "Device/<fhir_id>"; report →
+                                ext:report, encounter,
                                 recorded_at → issued, recorded_by → performer[0]
   notes (ObservationNote)       note[]: id = pk, authorReference = author, time = created_at, text
 DiagnosticReport                DiagnosticReport: code, category (v2-0074), status, issued_at →
@@ -106,12 +108,22 @@ ClinicalNote                    DocumentReference, category[0] = clinical-note: 
                                 signed_at → date, amends → relatesTo[replaces],
                                 amendment_reason → ext:amendment-reason, signature →
                                 ext:signature, recorded_by → author[0], encounter
+devices.Device                  Device (read-only; `device_to_fhir`, not `to_fhir`): device_id →
+                                identifier[SYS_DEVICE], serial → serialNumber, status active /
+                                retired → active / inactive, kind → type (SNOMED CT where
+                                DEVICE_SNOMED has one, always SYS_DEVICE_KIND|kind), manufacturer,
+                                model → deviceName[model-name], patient, battery →
+                                property[type.text "battery"].valueQuantity[0] (%), last_seen_at →
+                                ext:last-seen (secret, registered_*, retired_*: never exported)
 """
 
 from .bundle import bundle, patient_bundle, validate
+from .clinical import device_reference, device_to_fhir
 from .codes import (
     BCP47,
     CANONICAL,
+    DEVICE_BATTERY,
+    DEVICE_SNOMED,
     DOCUMENT_LOINC,
     ENCOUNTER_CLASS_DISPLAY,
     EXT,
@@ -124,6 +136,7 @@ from .codes import (
     SENSITIVITY_ACT,
     SYS_AHV,
     SYS_DEVICE,
+    SYS_DEVICE_KIND,
     SYS_DOCUMENT_CATEGORY,
     SYS_GLN,
     SYS_INSURANCE_CARD,
@@ -144,6 +157,8 @@ from .helpers import RESOURCE_MODELS, FhirError, resolve_reference
 __all__ = [
     "BCP47",
     "CANONICAL",
+    "DEVICE_BATTERY",
+    "DEVICE_SNOMED",
     "DOCUMENT_LOINC",
     "ENCOUNTER_CLASS_DISPLAY",
     "EXT",
@@ -157,6 +172,7 @@ __all__ = [
     "SENSITIVITY_ACT",
     "SYS_AHV",
     "SYS_DEVICE",
+    "SYS_DEVICE_KIND",
     "SYS_DOCUMENT_CATEGORY",
     "SYS_GLN",
     "SYS_INSURANCE_CARD",
@@ -172,6 +188,8 @@ __all__ = [
     "V3_INTERPRETATION",
     "FhirError",
     "bundle",
+    "device_reference",
+    "device_to_fhir",
     "from_fhir",
     "patient_bundle",
     "resolve_reference",

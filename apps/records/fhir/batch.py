@@ -3,8 +3,8 @@
 `to_fhir` maps one model instance and then drops the empty elements of the whole tree. For the
 high-volume types, `batch_lines(queryset, block_size)` instead reads plain column tuples from
 the queryset (its filters, i.e. the caller's view, kept), resolves the rows they point to once
-per run (people, codes) or once per block (observation notes), builds each resource without
-empty elements and serializes it with orjson. Lines equal `to_fhir`'s resources, parsed
+per run (people, codes) or once per block (observation notes, devices), builds each resource
+without empty elements and serializes it with orjson. Lines equal `to_fhir`'s resources, parsed
 (tests/records/test_fhir_batch.py); other models keep `to_fhir` through `dumps_line`.
 """
 
@@ -20,13 +20,14 @@ from django.db.models import CharField, Exists, F, OuterRef
 from django.db.models.functions import Cast
 
 from apps.accounts.models import User
+from apps.devices.models import Device
 
 from ..models import Concept, Condition, Encounter, Observation, ObservationNote
+from .clinical import device_reference
 from .codes import (
     ENCOUNTER_CLASS_DISPLAY,
     EXT,
     INTERPRETATION_DISPLAY,
-    SYS_DEVICE,
     TERMINOLOGY,
     UCUM,
     V3_ACT,
@@ -84,6 +85,7 @@ class _Related:
         self.users: dict[int, Fragment] = {}
         self.concepts: dict[int, Fragment] = {}
         self.security: dict[str, list[Fragment]] = {}
+        self.devices: dict[str, Fragment] = {}
 
     def load_users(self, ids: Iterable[int | None]) -> None:
         missing = {pk for pk in ids if pk is not None and pk not in self.users}
@@ -97,6 +99,20 @@ class _Related:
         if missing:
             for concept in Concept.objects.filter(pk__in=missing):
                 self.concepts[concept.pk] = _clean(_concept(concept))
+
+    def load_devices(self, device_ids: Iterable[str]) -> None:
+        """`Observation.device` of these device ids (an unknown one: the identifier only)."""
+        wanted = {d for d in device_ids if d}
+        if len(self.devices) >= MAX_CACHED:
+            self.devices.clear()
+        missing = wanted - self.devices.keys()
+        if not missing:
+            return
+        known = dict(
+            Device.objects.filter(device_id__in=missing).values_list("device_id", "fhir_id")
+        )
+        for device_id in missing:
+            self.devices[device_id] = _clean(device_reference(device_id, known.get(device_id)))
 
     def meta_security(self, sensitivity: str) -> list[Fragment]:
         found = self.security.get(sensitivity)
@@ -213,9 +229,10 @@ def observation_lines(queryset: models.QuerySet[Any], block_size: int) -> Iterat
     for block in _blocks(rows.iterator(chunk_size=block_size), block_size):
         related.load_users(row[6] for row in block)
         related.load_concepts(row[8] for row in block)
+        related.load_devices(row[18] for row in block)
         annotated = [row[0] for row in block if row[-1]]
         notes = _observation_notes(annotated, related) if annotated else {}
-        users, concepts = related.users, related.concepts
+        users, concepts, devices = related.users, related.concepts, related.devices
         lines = []
         for (
             pk,
@@ -284,7 +301,7 @@ def observation_lines(queryset: models.QuerySet[Any], block_size: int) -> Iterat
             if pk in notes:
                 resource["note"] = notes[pk]
             if device:
-                resource["device"] = {"identifier": {"system": SYS_DEVICE, "value": device}}
+                resource["device"] = devices[device]
             if low is not None or high is not None:
                 key = (low, high, unit)
                 reference_range = ranges.get(key)

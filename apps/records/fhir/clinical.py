@@ -1,10 +1,11 @@
 """FHIR mapping of the clinical items: Encounter, Condition, AllergyIntolerance,
-MedicationStatement, MedicationRequest, Observation and DiagnosticReport."""
+MedicationStatement, MedicationRequest, Observation and DiagnosticReport; and the patients'
+connected devices (Device, read-only)."""
 
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
 
@@ -20,11 +21,14 @@ from ..models import (
     Observation,
 )
 from .codes import (
+    DEVICE_BATTERY,
+    DEVICE_SNOMED,
     ENCOUNTER_CLASS_DISPLAY,
     INTERPRETATION_DISPLAY,
     REPORT_CATEGORY_DISPLAY,
     ROUTE_SNOMED,
     SYS_DEVICE,
+    SYS_DEVICE_KIND,
     TERMINOLOGY,
     UCUM,
     V3_ACT,
@@ -33,6 +37,7 @@ from .codes import (
 from .helpers import (
     FhirError,
     _cc,
+    _clean,
     _code,
     _coding,
     _concept,
@@ -57,9 +62,13 @@ from .helpers import (
     _recorded_from_ext,
     _ref,
     _ref_id,
+    _resource,
     _user_id,
     _user_ref,
 )
+
+if TYPE_CHECKING:
+    from apps.devices.models import Device
 
 
 def _encounter_to(e: Encounter) -> dict[str, Any]:
@@ -304,13 +313,26 @@ def _observation_to(o: Observation) -> dict[str, Any]:
         valueQuantity=_quantity(o.value, o.unit),
         interpretation=[interpretation],
         note=notes,
-        device={"identifier": {"system": SYS_DEVICE, "value": o.device_id}}
-        if o.device_id
-        else None,
+        device=device_reference(o.device_id, getattr(o, "device_fhir_id", None)),
         referenceRange=[
             {"low": _quantity(o.ref_low, o.unit), "high": _quantity(o.ref_high, o.unit)}
         ],
     )
+
+
+def device_reference(device_id: str, fhir_id: Any) -> dict[str, Any] | None:
+    """`Observation.device`: the device's identifier, and `Device/<fhir_id>` when it is known.
+
+    The Device's fhir_id is not on the observation row (it stores the public device id): list
+    readers annotate it as `device_fhir_id` (the FHIR API's querysets, `batch`), so a page costs
+    no query per row; without it only the identifier is given.
+    """
+    if not device_id:
+        return None
+    identifier = {"system": SYS_DEVICE, "value": device_id}
+    if fhir_id is None:
+        return {"identifier": identifier}
+    return {"reference": f"Device/{fhir_id}", "identifier": identifier}
 
 
 def _observation_from(data: dict[str, Any]) -> dict[str, Any]:
@@ -389,4 +411,37 @@ def _report_from(data: dict[str, Any]) -> DiagnosticReport:
             patient_id=patient_id,
         ),
         encounter_id=_ref_id(data.get("encounter"), "Encounter", patient_id=patient_id),
+    )
+
+
+def _device_type(kind: str) -> dict[str, Any]:
+    coding = []
+    if kind in DEVICE_SNOMED:
+        code, display = DEVICE_SNOMED[kind]
+        coding.append(_coding(CodeSystem.SNOMED, code, display))
+    coding.append(_coding(SYS_DEVICE_KIND, kind))
+    return {"coding": coding}
+
+
+def device_to_fhir(d: Device) -> dict[str, Any]:
+    """A connected device as FHIR Device (read-only; its secret never leaves the server)."""
+    battery = None
+    if d.battery is not None:
+        battery = {
+            "type": {"text": DEVICE_BATTERY},
+            "valueQuantity": [{"value": d.battery, "unit": "%", "system": UCUM, "code": "%"}],
+        }
+    return _clean(
+        {
+            **_resource(d, "Device"),
+            "extension": [_ext("last-seen", "valueDateTime", _iso(d.last_seen_at))],
+            "identifier": [{"system": SYS_DEVICE, "value": d.device_id}],
+            "status": "active" if d.status == "active" else "inactive",
+            "manufacturer": d.manufacturer,
+            "serialNumber": d.serial,
+            "deviceName": [{"name": d.model, "type": "model-name"}] if d.model else None,
+            "type": _device_type(d.kind),
+            "property": [battery],
+            "patient": _ref("Patient", d.patient),
+        }
     )

@@ -9,6 +9,7 @@ EXT = CANONICAL + "/StructureDefinition/"
 SYS_USER = CANONICAL + "/sid/user"
 SYS_PRESCRIPTION = CANONICAL + "/sid/prescription"
 SYS_DEVICE = CANONICAL + "/sid/device"
+SYS_DEVICE_KIND = CANONICAL + "/CodeSystem/device-kind"
 SYS_REGISTRATION = CANONICAL + "/sid/registration"
 SYS_ROLE = CANONICAL + "/CodeSystem/role"
 SYS_DOCUMENT_CATEGORY = CANONICAL + "/CodeSystem/document-category"
@@ -68,3 +69,13 @@ SENSITIVITY_ACT = {
     Sensitivity.SEXUAL_HEALTH: "SEX",
     Sensitivity.ADDICTION: "ETH",
 }
+# SNOMED CT device codes (physical object) of the device kinds that have a well-known one; every
+# Device also carries its kind in SYS_DEVICE_KIND (apps.devices.models.DeviceKind).
+DEVICE_SNOMED: dict[str, tuple[str, str]] = {
+    "blood_pressure": ("258057004", "Non-invasive blood pressure monitor"),
+    "glucometer": ("337414009", "Blood glucose meter"),
+    "pulse_oximeter": ("448703006", "Pulse oximeter"),
+    "scale": ("19892000", "Scale, device"),
+}
+# Device.property.type.text of the battery level (valueQuantity in %).
+DEVICE_BATTERY = "battery"
