@@ -48,13 +48,13 @@ messages: $(STAMPS)/python $(STAMPS)/system
 	  mo=$${po%.po}.mo; [ "$$mo" -nt "$$po" ] || { msgfmt --check -o "$$mo" "$$po" || exit 1; }; \
 	done
 
+# The live demo: web server, Celery worker, MQTT ingestor and device simulator together
+# (scripts/run-dev.sh). Redis and Mosquitto on this machine unless REDIS_URL / MQTT_URL say
+# otherwise; without a broker the simulator posts over HTTP.
 run: setup
-	$(PY) manage.py migrate --noinput
-	$(PY) manage.py load_reference_data
-	$(PY) manage.py seed_demo
-	@echo ""
-	@echo "Virtual hospital on http://$(HOST):$(PORT)/  (Ctrl-C stops it)"
-	$(PY) manage.py runserver $(HOST):$(PORT)
+	PY=$(PY) HOST=$(HOST) PORT=$(PORT) \
+	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} MQTT_URL=$${MQTT_URL:-mqtt://127.0.0.1:1883} \
+	scripts/run-dev.sh
 
 lint: $(STAMPS)/python
 	$(VENV)/bin/ruff format --check .
