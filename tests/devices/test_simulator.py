@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from django.core.management import CommandError, call_command
 
+from apps.accounts.models import Role
 from apps.devices import demo
-from apps.devices.models import DeadLetter, Device, DeviceMessage
+from apps.devices.models import Alert, DeadLetter, Device, DeviceMessage, OnCallShift, ThresholdRule
 from apps.devices.services.registry import do_register_device
 from apps.devices.simulator import (
     ALARM_LINES,
@@ -32,6 +33,7 @@ from apps.devices.units import MEASUREMENTS, to_canonical
 from apps.records.demo import PATIENTS
 from apps.records.models import CodeSystem, Concept, Condition, Observation, Patient
 from apps.records.reference import load_reference_data
+from apps.records.services.care_team import default_team, do_add_member
 
 from .test_mqtt_ingest import IngestorProcess, _client_id, ingestors, wait_for  # noqa: F401
 
@@ -294,9 +296,15 @@ def test_without_mqtt_url_the_simulator_says_what_to_set(settings: Any) -> None:
 
 
 @pytest.mark.django_db
-def test_demo_seed_gives_kits_and_a_week_of_history_once() -> None:
+def test_demo_seed_gives_kits_and_a_week_of_history_once(
+    make_user: Callable[..., Any], organization: Any
+) -> None:
     # given two demo patients, hypertensive-diabetic and COPD with atrial fibrillation
     load_reference_data()
+    users = {
+        "physician": make_user(Role.PHYSICIAN, email="dr@example.test", organization=organization),
+        "nurse": make_user(Role.NURSE, email="rn@example.test", organization=organization),
+    }
     patients = []
     for ahv, family, given, born, sex, _city, _handle, problems, _allergies in PATIENTS[:2]:
         patient = Patient.objects.create(
@@ -310,15 +318,17 @@ def test_demo_seed_gives_kits_and_a_week_of_history_once() -> None:
             concept = Concept.objects.filter(system=CodeSystem.ICD10, code=code).first()
             if concept:
                 Condition.objects.create(patient=patient, code=concept)
+        for user in users.values():
+            do_add_member(default_team(patient), user)
         patients.append(patient)
 
     # when the demo is seeded twice
     started = time.monotonic()
-    demo.seed({})
+    demo.seed({"users": users})
     took = time.monotonic() - started
     devices, messages = Device.objects.count(), DeviceMessage.objects.count()
-    observations = Observation.objects.count()
-    demo.seed({})
+    observations, rules = Observation.objects.count(), ThresholdRule.objects.count()
+    demo.seed({"users": users})
 
     # then the kits follow the conditions, a week of readings is stored, and nothing doubles
     kinds = {
@@ -336,3 +346,17 @@ def test_demo_seed_gives_kits_and_a_week_of_history_once() -> None:
         assert first is not None and stored.count() >= 6  # once a day or more, for a week
         assert first.measured_at < dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
     assert not DeadLetter.objects.exists()
+    # the physician's defaults for hypertension, diabetes, COPD; the on-call order; old alerts
+    # of the week are handled, none is left open from before the last 12 hours
+    assert ThresholdRule.objects.count() == rules > 0
+    assert set(ThresholdRule.objects.values_list("template", flat=True)) == {
+        "hypertension",
+        "diabetes",
+        "copd",
+    }
+    assert list(OnCallShift.objects.order_by("rank").values_list("user", flat=True)) == [
+        users["nurse"].pk,
+        users["physician"].pk,
+    ]
+    old = dt.datetime.now(dt.UTC) - demo.HANDLED_BEFORE
+    assert not Alert.objects.filter(state__in=Alert.UNHANDLED, measured_at__lt=old).exists()
