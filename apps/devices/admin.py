@@ -3,7 +3,9 @@ from typing import Any
 from django.contrib import admin
 from django.http import HttpRequest
 
-from .models import DeadLetter, Device, DeviceMessage
+from apps.accounts.models import CLINICAL_ROLES
+
+from .models import DeadLetter, Device, DeviceMessage, OnCallShift
 
 
 class _ReadOnly(admin.ModelAdmin):  # type: ignore[type-arg]
@@ -64,3 +66,23 @@ class DeadLetterAdmin(_ReadOnly):
     @admin.display(description="raw payload (first 4 KiB)")
     def raw_preview(self, obj: DeadLetter) -> str:
         return bytes(obj.raw).decode("utf-8", errors="replace")
+
+
+@admin.register(OnCallShift)
+class OnCallShiftAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
+    """The on-call order alerts escalate along (thresholds and alerts live in the clinic pages:
+    they are clinical data, which administrators do not see)."""
+
+    list_display = ("user", "rank", "starts_at", "ends_at")
+    list_filter = ("rank",)
+    search_fields = ("user__email", "user__last_name")
+    date_hierarchy = "starts_at"
+
+    def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "user":
+            from apps.accounts.models import User
+
+            kwargs["queryset"] = User.objects.filter(
+                role__in=list(CLINICAL_ROLES), is_active=True
+            ).order_by("last_name", "first_name")
+        return super().formfield_for_foreignkey(db_field, request, **kwargs)

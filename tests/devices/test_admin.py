@@ -31,3 +31,32 @@ def test_dead_letters_are_read_only_and_filterable(device: Device, admin_user: U
     assert "junk" in detail.content.decode()
     assert client.get(f"/admin/devices/deadletter/{letter.pk}/delete/").status_code == 403
     assert client.get("/admin/devices/devicemessage/").status_code == 200
+
+
+def test_administrators_keep_the_on_call_order_but_never_see_alerts_or_thresholds(
+    admin_user: User, clinician: User, patient: User
+) -> None:
+    from apps.devices.models import OnCallShift
+
+    client = verified_client(admin_user)
+    form = client.get("/admin/devices/oncallshift/add/")
+    assert form.status_code == 200
+    choices = form.context["adminform"].form.fields["user"].queryset
+    assert clinician in choices and patient not in choices
+
+    response = client.post(
+        "/admin/devices/oncallshift/add/",
+        {
+            "user": clinician.pk,
+            "rank": 1,
+            "starts_at_0": "2026-12-01",
+            "starts_at_1": "08:00:00",
+            "ends_at_0": "2026-12-01",
+            "ends_at_1": "20:00:00",
+        },
+    )
+
+    assert response.status_code == 302
+    assert OnCallShift.objects.get().user == clinician
+    assert client.get("/admin/devices/alert/").status_code == 404
+    assert client.get("/admin/devices/thresholdrule/").status_code == 404
