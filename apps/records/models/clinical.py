@@ -304,6 +304,12 @@ class Observation(ClinicalItem):
         indexes = [
             models.Index(fields=["patient", "-effective_at"]),
             models.Index(fields=["patient", "code", "-effective_at"]),
+            # Readings of one device (FHIR Observation?device=, the device pages).
+            models.Index(
+                fields=["device_id", "-effective_at"],
+                condition=~models.Q(device_id=""),
+                name="observation_device_idx",
+            ),
         ]
 
     def __str__(self) -> str:
