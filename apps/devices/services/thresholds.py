@@ -163,10 +163,22 @@ def _history(
         [wanted[k][2] for k in keys],
     ]
     found: dict[tuple[int, int], list[Point]] = defaultdict(list)
-    with connection.cursor() as cursor:
-        cursor.execute(_HISTORY_SQL.format(table=table, limit=HISTORY_LIMIT), params)
-        for patient_id, code_id, pk, at, value in cursor.fetchall():
-            found[(patient_id, code_id)].append(Point(pk, at, value, pk in new_ids))
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(_HISTORY_SQL.format(table=table, limit=HISTORY_LIMIT), params)
+            rows = cursor.fetchall()
+    else:  # the zero-config SQLite database: the same rows, two queries per key
+        rows = []
+        for key, (since, prior, until) in wanted.items():
+            same = Observation.objects.filter(patient_id=key[0], code_id=key[1])
+            before = same.filter(effective_at__lt=since).order_by("-effective_at", "-pk")[:prior]
+            during = same.filter(effective_at__gte=since, effective_at__lte=until).order_by(
+                "effective_at", "pk"
+            )[:HISTORY_LIMIT]
+            for part in (before, during):
+                rows += [(*key, *row) for row in part.values_list("pk", "effective_at", "value")]
+    for patient_id, code_id, pk, at, value in rows:
+        found[(patient_id, code_id)].append(Point(pk, at, value, pk in new_ids))
     for points in found.values():
         points.sort(key=lambda p: (p.at, p.pk))
     return found
