@@ -8,4 +8,5 @@ urlpatterns = [
     path("", include("apps.devices.urls_registry")),
     path("", include("apps.devices.urls_alerts")),
     path("", include("apps.devices.urls_monitoring")),
+    path("", include("apps.devices.urls_thresholds")),
 ]
