@@ -116,6 +116,7 @@ INSTALLED_APPS = [
     "guardian",
     "oauth2_provider",
     "apps.records",
+    "apps.scheduling",
     "apps.devices",
     "apps.interop",
 ]
@@ -406,6 +407,18 @@ DEVICES_MAX_AGE_DAYS = env_int("DEVICES_MAX_AGE_DAYS", 30, minimum=1)
 DEVICES_MAX_FUTURE_MINUTES = env_int("DEVICES_MAX_FUTURE_MINUTES", 5, minimum=0)
 # HTTPS ingestion: messages per minute per device and client address.
 DEVICES_HTTP_RATE_LIMIT = env_int("DEVICES_HTTP_RATE_LIMIT", 600, minimum=1)
+# Scheduling (apps/scheduling): online booking closes this long before a slot; patients may
+# cancel or move an appointment until this many hours before it; reminders go this many
+# minutes before (comma-separated); a waiting-list offer holds its slot this long.
+SCHEDULING_MIN_NOTICE_MINUTES = env_int("SCHEDULING_MIN_NOTICE_MINUTES", 120, minimum=0)
+SCHEDULING_PATIENT_CHANGE_HOURS = env_int("SCHEDULING_PATIENT_CHANGE_HOURS", 24, minimum=0)
+_reminders = env_list("SCHEDULING_REMINDER_MINUTES", ["1440", "60"])
+if not all(m.isdigit() and int(m) > 0 for m in _reminders):
+    raise ConfigError("SCHEDULING_REMINDER_MINUTES", f"positive minutes expected, not {_reminders}")
+SCHEDULING_REMINDER_MINUTES = sorted({int(m) for m in _reminders}, reverse=True)
+SCHEDULING_OFFER_MINUTES = env_int("SCHEDULING_OFFER_MINUTES", 120, minimum=5)
+SCHEDULING_SEARCH_DAYS = env_int("SCHEDULING_SEARCH_DAYS", 90, minimum=1)
+
 # Minutes an alert may stay unacknowledged before it escalates to the next person on call
 # (a rule may set its own delay); information alerts never escalate.
 DEVICES_ESCALATION_MINUTES = {
