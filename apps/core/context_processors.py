@@ -17,6 +17,7 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         items = [(_("Clinic"), reverse("clinic_home"))]
         if user.is_clinician:
             items.append((_("My patients"), reverse("records:my_patients")))
+            items.append((_("Monitoring"), reverse("devices:dashboard")))
             items.append((_("Alerts"), reverse("devices:alerts")))
             items.append((_("Devices"), reverse("devices:registry")))
         if user.is_staff:

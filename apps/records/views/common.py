@@ -21,6 +21,7 @@ PAGE_SIZE = 25
 TABS: list[tuple[str, Any, str, str | None]] = [
     ("summary", _("Summary"), "records:chart", "records:my_record"),
     ("results", _("Results"), "records:results", "records:my_results"),
+    ("monitoring", _("Monitoring"), "devices:patient_monitoring", "devices:my_monitoring"),
     ("reports", _("Reports"), "records:reports", "records:my_reports"),
     ("documents", _("Documents"), "records:documents", "records:my_documents"),
     ("notes", _("Notes"), "records:notes", None),
