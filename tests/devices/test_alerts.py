@@ -284,3 +284,51 @@ def test_outsiders_and_the_patient_cannot_open_an_alert(
     assert AuditEvent.objects.filter(
         action="read", actor_id=clinician.pk, object_id=str(alert.pk)
     ).exists()
+
+
+def test_acknowledging_from_the_dashboard_returns_there_but_never_off_site(
+    device: Any, message: Make, rule: ThresholdRule, clinician: User
+) -> None:
+    from tests.conftest import verified_client
+
+    send(message, 175)
+    alert = Alert.objects.get()
+    client = verified_client(clinician)
+    url = f"/clinic/alerts/{alert.pk}/"
+
+    back = client.post(url, {"note": "vu", "next": "/clinic/monitoring/"})
+    resolved = client.post(url, {"resolve": "1", "next": "https://evil.example/"})
+
+    assert (back.status_code, back["Location"]) == (302, "/clinic/monitoring/")
+    assert resolved["Location"] == url
+    alert.refresh_from_db()
+    assert alert.state == "resolved" and "vu" in alert.note
+
+
+def test_alert_pages_show_the_care_teams_alerts_only(
+    device: Any,
+    message: Make,
+    rule: ThresholdRule,
+    clinician: User,
+    outsider: User,
+    patient: User,
+    django_assert_max_num_queries: Any,
+) -> None:
+    from tests.conftest import verified_client
+
+    send(message, 175)
+    alert = Alert.objects.get()
+    mine, stranger = verified_client(clinician), verified_client(outsider)
+
+    page = mine.get(f"/clinic/alerts/{alert.pk}/", HTTP_ACCEPT_LANGUAGE="en")
+    listing = mine.get("/clinic/alerts/")
+
+    assert page.status_code == listing.status_code == 200
+    assert f"/clinic/alerts/{alert.pk}/" in listing.content.decode()
+    assert stranger.get(f"/clinic/alerts/{alert.pk}/").status_code == 404
+    assert f"/clinic/alerts/{alert.pk}/" not in stranger.get("/clinic/alerts/").content.decode()
+    assert verified_client(patient).get("/clinic/alerts/").status_code == 404
+    for _i in range(5):
+        send(message, 140, 190, start=30)  # more alerts: the list stays a bounded page
+    with django_assert_max_num_queries(25):
+        assert mine.get("/clinic/alerts/?state=all").status_code == 200

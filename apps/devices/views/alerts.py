@@ -7,6 +7,7 @@ from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.http import url_has_allowed_host_and_scheme
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
 
@@ -60,6 +61,12 @@ def alert(request: HttpRequest, alert_id: int) -> HttpResponse:
             messages.error(request, str(error))
         else:
             messages.success(request, _("The alert was updated."))
+        # Back to where the form was (the dashboard's banner), if that is on this site.
+        target = request.POST.get("next", "")
+        if target and url_has_allowed_host_and_scheme(
+            target, {request.get_host()}, require_https=request.is_secure()
+        ):
+            return redirect(target)
         return redirect("devices:alert", found.pk)
     readings = found.readings.select_related("code").order_by("effective_at")
     context = {
