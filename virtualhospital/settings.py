@@ -215,6 +215,16 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "apps.audit.tasks.checkpoint_audit", "schedule": 3600.0},
     "fhir-export-purge": {"task": "apps.interop.tasks.purge_expired_exports", "schedule": 3600.0},
     "devices-escalate": {"task": "apps.devices.tasks.escalate_alerts", "schedule": 30.0},
+    "scheduling-reminders": {"task": "apps.scheduling.tasks.send_reminders", "schedule": 300.0},
+    "scheduling-offers": {
+        "task": "apps.scheduling.tasks.expire_waiting_list_offers",
+        "schedule": 300.0,
+    },
+    # Daily work, checked hourly: a restarted beat never skips a day (the task is idempotent).
+    "scheduling-follow-ups": {
+        "task": "apps.scheduling.tasks.mark_follow_ups_overdue",
+        "schedule": 3600.0,
+    },
 }
 
 MQTT_URL = env_url("MQTT_URL", ("mqtt", "mqtts"))

@@ -15,6 +15,9 @@ class Notification(models.Model):
     title = models.CharField(_("title"), max_length=200)
     body = models.TextField(_("text"), blank=True)
     link = models.CharField(_("link"), max_length=500, blank=True)
+    # What it is about, as "<app>.<model>:<pk>" (e.g. "scheduling.appointment:12"): lets an
+    # attachment provider add a file to the email (see `services.register_attachments`).
+    ref = models.CharField(_("about"), max_length=80, blank=True, default="")
     created_at = models.DateTimeField(_("created"), auto_now_add=True)
     read_at = models.DateTimeField(_("read"), null=True, blank=True)
 

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from typing import Any
 
 from django.conf import settings
-from django.core.mail import send_mail
+from django.core.mail import EmailMessage
 from django.db import transaction
 from django.shortcuts import get_object_or_404
 from django.template.loader import render_to_string
@@ -18,20 +20,54 @@ from .kinds import KINDS, Kind, kinds_for
 from .models import Channel, Delivery, Notification, Preference
 from .sms import SmsError, get_sms_backend
 
+logger = logging.getLogger(__name__)
+
 
 class UnknownKind(ValueError):
     pass
 
 
-def notify(user: User, kind: str, title: str, body: str = "", link: str = "") -> Notification:
+# (file name, content, MIME type) of one email attachment.
+Attachment = tuple[str, bytes, str]
+AttachmentProvider = Callable[[Notification], list[Attachment]]
+_ATTACHMENTS: dict[str, list[AttachmentProvider]] = {}
+
+
+def register_attachments(kind: str, provider: AttachmentProvider) -> None:
+    """Let `provider(notification)` add files to the emails of this kind (e.g. an .ics).
+
+    Apps register from their `AppConfig.ready()`; a provider reads `notification.ref` to find
+    what the notification is about and returns [] when it has nothing to add.
+    """
+    if kind not in KINDS:
+        raise UnknownKind(kind)
+    if provider not in _ATTACHMENTS.setdefault(kind, []):
+        _ATTACHMENTS[kind].append(provider)
+
+
+def attachments_for(notification: Notification) -> list[Attachment]:
+    """The files the registered providers add; one failing never holds back the email."""
+    found: list[Attachment] = []
+    for provider in _ATTACHMENTS.get(notification.kind, []):
+        try:
+            found += provider(notification)
+        except Exception:
+            logger.exception("attachment provider failed for notification %s", notification.pk)
+    return found
+
+
+def notify(
+    user: User, kind: str, title: str, body: str = "", link: str = "", *, ref: str = ""
+) -> Notification:
     """Put a notification in the user's inbox and deliver it by the channels they chose.
 
     `title` and `body` may be sent by email or SMS: they must not contain clinical details.
+    `ref` names what it is about ("scheduling.appointment:12") for attachment providers.
     """
     if kind not in KINDS:
         raise UnknownKind(kind)
     notification = Notification.objects.create(
-        user=user, kind=kind, title=title[:200], body=body, link=link
+        user=user, kind=kind, title=title[:200], body=body, link=link, ref=ref[:80]
     )
     send_event_on_commit(
         "notification.created",
@@ -141,9 +177,11 @@ def deliver(notification_id: int) -> dict[str, str]:
             delivery.attempts += 1
             try:
                 if channel == Channel.EMAIL:
-                    send_mail(
-                        from_email=None, recipient_list=[user.email], **_email_text(notification)
-                    )
+                    content = _email_text(notification)
+                    email = EmailMessage(content["subject"], content["message"], to=[user.email])
+                    for filename, data, mimetype in attachments_for(notification):
+                        email.attach(filename, data, mimetype)
+                    email.send()
                 else:
                     text = f"{notification.title} — {settings.SITE_URL}{notification.link}"
                     get_sms_backend().send(user.phone, text[:300])

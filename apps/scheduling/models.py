@@ -357,3 +357,67 @@ class CalendarFeed(models.Model):
 
     def __str__(self) -> str:
         return f"feed of {self.user}"
+
+
+class FollowUpRequest(models.Model):
+    """A follow-up someone asked for (a care plan, a clinician) that must be booked by a date.
+
+    Linked to the appointment that fulfils it once one is booked; flagged overdue (and the
+    requester told) when the date passes with nothing booked.
+    """
+
+    class Status(models.TextChoices):
+        OPEN = "open", _("to book")
+        BOOKED = "booked", _("booked")
+        OVERDUE = "overdue", _("overdue")
+        CANCELLED = "cancelled", _("cancelled")
+
+    patient = models.ForeignKey(
+        "records.Patient", on_delete=models.CASCADE, related_name="follow_up_requests"
+    )
+    requested_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
+    )
+    type = models.ForeignKey(
+        AppointmentType, on_delete=models.PROTECT, related_name="+", verbose_name=_("type")
+    )
+    clinician = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        on_delete=models.PROTECT,
+        null=True,
+        blank=True,
+        related_name="+",
+        verbose_name=_("with"),
+    )
+    due_by = models.DateField(_("to book by"))
+    note = models.CharField(_("note"), max_length=300, blank=True)
+    created_at = models.DateTimeField(_("requested"), default=timezone.now)
+    appointment = models.ForeignKey(
+        Appointment,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="follow_ups",
+        verbose_name=_("appointment"),
+    )
+    status = models.CharField(
+        _("status"), max_length=10, choices=Status.choices, default=Status.OPEN
+    )
+
+    class Meta:
+        verbose_name = _("follow-up to book")
+        verbose_name_plural = _("follow-ups to book")
+        ordering = ["due_by", "pk"]
+        indexes = [
+            models.Index(fields=["status", "due_by"]),
+            models.Index(fields=["patient", "status"]),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status="booked", appointment__isnull=False) | ~Q(status="booked"),
+                name="follow_up_booked_has_appointment",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.type} by {self.due_by:%Y-%m-%d}"
