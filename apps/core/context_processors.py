@@ -13,10 +13,13 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         return []
     if user.is_patient:
         items = [(_("Home"), reverse("home")), (_("My record"), reverse("records:my_record"))]
+        items.append((_("My appointments"), reverse("scheduling:my_appointments")))
     else:
         items = [(_("Clinic"), reverse("clinic_home"))]
         if user.is_clinician:
             items.append((_("My patients"), reverse("records:my_patients")))
+            items.append((_("Agenda"), reverse("scheduling:team_agenda")))
+            items.append((_("Follow-ups"), reverse("scheduling:follow_ups")))
             items.append((_("Monitoring"), reverse("devices:dashboard")))
             items.append((_("Alerts"), reverse("devices:alerts")))
             items.append((_("Devices"), reverse("devices:registry")))
