@@ -11,6 +11,7 @@ api_v1 = [
     path("", include("apps.notifications.api_urls")),
     path("", include("apps.records.api_urls")),
     path("", include("apps.devices.api_urls")),
+    path("", include("apps.scheduling.api_urls")),
 ]
 
 urlpatterns = [

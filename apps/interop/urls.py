@@ -2,7 +2,7 @@
 
 from django.urls import path, re_path
 
-from .fhir_api import views
+from .fhir_api import slot_views, views
 
 app_name = "interop"
 
@@ -33,6 +33,9 @@ urlpatterns = [
     ),
     re_path(rf"^fhir/Patient/{ID}/\$everything$", views.everything, name="fhir-everything"),
     re_path(rf"^fhir/Binary/{ID}$", views.binary, name="fhir-binary"),
+    # Slots are computed, not rows of the registry: their own views.
+    re_path(r"^fhir/Slot(?:/_search)?$", slot_views.search, name="fhir-slot-search"),
+    re_path(rf"^fhir/Slot/{ID}$", slot_views.read, name="fhir-slot"),
     re_path(rf"^fhir/{TYPE}/_search$", views.type_level, name="fhir-search"),
     re_path(rf"^fhir/{TYPE}/{ID}/_history/(?P<version>\d+)$", views.vread, name="fhir-vread"),
     re_path(rf"^fhir/{TYPE}/{ID}$", views.instance, name="fhir-instance"),

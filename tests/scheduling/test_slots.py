@@ -140,3 +140,22 @@ def test_free_slot_search_subtracts_absences_in_four_queries(
     assert {s.location_id for s in slots} == {
         schedule.rules.filter(mode="in_person").first().location_id
     }
+
+
+@pytest.mark.django_db
+def test_a_first_page_search_reads_only_the_days_it_needs_and_loses_no_slot(
+    schedule: Schedule, consultation: Any, django_assert_max_num_queries: Any
+) -> None:
+    monday = next_weekday(0)
+    start = dt.datetime.combine(monday, dt.time(9, 10), tzinfo=ZURICH)  # mid-morning start
+    end = start + dt.timedelta(days=14)
+
+    everything = free_slots(consultation, start, end)
+    with django_assert_max_num_queries(4):  # the first day holds five slots
+        first = free_slots(consultation, start, end, limit=5)
+    with django_assert_max_num_queries(4 + 2 * 4):  # 1, 2, 4, 8 days: four pieces
+        many = free_slots(consultation, start, end, limit=len(everything))
+
+    assert first == everything[:5]
+    assert many == everything
+    assert starts(first)[0] == "Mon 09:30"

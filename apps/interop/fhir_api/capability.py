@@ -11,6 +11,7 @@ from django.utils import timezone
 
 from .errors import FHIR_JSON, FHIR_VERSION
 from .registry import REFERENCE, ResourceType, SearchParam, all_types
+from .resources_scheduling import SLOT, slot_capability
 
 BULK = "http://hl7.org/fhir/uv/bulkdata"
 EVERYTHING = ("everything", "http://hl7.org/fhir/OperationDefinition/Patient-everything")
@@ -126,6 +127,9 @@ def _security(base: str) -> dict[str, Any]:
 def capability_statement(base: str) -> dict[str, Any]:
     types = all_types()
     resources = [_resource(rtype, types) for rtype in types]
+    # Slots are computed, not registered rows (resources_scheduling.SLOT describes them).
+    resources.append(slot_capability(_resource(SLOT, types)))
+    resources.sort(key=lambda entry: entry["type"])
     resources.append({"type": "Group", "operation": [_operation(*GROUP_EXPORT)]})
     rest: dict[str, Any] = {
         "mode": "server",

@@ -84,12 +84,12 @@ def register(resource_type: ResourceType) -> None:
 
 
 def get(name: str) -> ResourceType | None:
-    from . import resources, resources_audit  # noqa: F401 - register the types on first use
+    from . import resources, resources_audit, resources_scheduling  # noqa: F401 - registers
 
     return REGISTRY.get(name)
 
 
 def all_types() -> list[ResourceType]:
-    from . import resources, resources_audit  # noqa: F401
+    from . import resources, resources_audit, resources_scheduling  # noqa: F401
 
     return sorted(REGISTRY.values(), key=lambda t: t.name)

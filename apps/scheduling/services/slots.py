@@ -9,11 +9,13 @@ and appointments of the schedules concerned in a fixed number of queries and com
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import zoneinfo
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 
 from django.conf import settings
 from django.db.models import Q
@@ -54,6 +56,31 @@ def wall_clock(day: dt.date, at: dt.time, zone: zoneinfo.ZoneInfo) -> dt.datetim
     return instant
 
 
+@lru_cache(maxsize=8192)
+def _wall_clock_cached(day: dt.date, at: dt.time, zone: zoneinfo.ZoneInfo) -> dt.datetime | None:
+    """`wall_clock`, memoised: every clinician's grid has the same few wall-clock times."""
+    return wall_clock(day, at, zone)
+
+
+def _merged(busy: Sequence[Interval]) -> tuple[list[dt.datetime], list[dt.datetime]]:
+    """Busy intervals merged into disjoint ones: sorted starts and their ends (bisectable)."""
+    starts: list[dt.datetime] = []
+    ends: list[dt.datetime] = []
+    for b_start, b_end in sorted(busy):
+        if ends and b_start <= ends[-1]:
+            ends[-1] = max(ends[-1], b_end)
+        else:
+            starts.append(b_start)
+            ends.append(b_end)
+    return starts, ends
+
+
+def _midnight_after(instant: dt.datetime, days: int, zone: zoneinfo.ZoneInfo) -> dt.datetime:
+    """The clinic's midnight `days` days after the day of `instant`."""
+    day = instant.astimezone(zone).date() + dt.timedelta(days=days)
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone).astimezone(dt.UTC)
+
+
 def rule_windows(
     rules: Iterable[AvailabilityRule], start: dt.date, end: dt.date, zone: zoneinfo.ZoneInfo
 ) -> list[tuple[AvailabilityRule, dt.date]]:
@@ -89,24 +116,31 @@ def compute_slots(
     """Slots of `minutes` in the rules' windows of `mode`, within [start, end), not busy."""
     zone = zone or clinic_zone()
     length = dt.timedelta(minutes=minutes)
+    busy_starts, busy_ends = _merged(busy)
     slots = []
     first_day = start.astimezone(zone).date()
     last_day = end.astimezone(zone).date()
     for rule, day in rule_windows(rules, first_day, last_day, zone):
         if rule.mode != mode:
             continue
-        window_end = wall_clock(day, rule.ends, zone)
+        window_end = _wall_clock_cached(day, rule.ends, zone)
         cursor = dt.datetime.combine(day, rule.starts)
         last = dt.datetime.combine(day, rule.ends)
         while cursor + length <= last:
-            begins = wall_clock(day, cursor.time(), zone)
+            begins = _wall_clock_cached(day, cursor.time(), zone)
             cursor += length
             if begins is None:
                 continue
             finishes = begins + length
             if window_end is not None and finishes > window_end:
                 continue
-            if begins < start or finishes > end or _overlaps(begins, finishes, busy):
+            if begins < start or finishes > end:
+                continue
+            # The last busy interval starting before `begins`, and the next one.
+            i = bisect.bisect_right(busy_starts, begins) - 1
+            if (i >= 0 and busy_ends[i] > begins) or (
+                i + 1 < len(busy_starts) and busy_starts[i + 1] < finishes
+            ):
                 continue
             slots.append(
                 Slot(begins, finishes, rule.schedule_id, clinician_id, rule.mode, rule.location_id)
@@ -156,7 +190,8 @@ def free_slots(
 ) -> list[Slot]:
     """Free slots of the type in [start, end), every offering schedule or the given ones.
 
-    Four queries whatever the number of schedules.
+    Four queries whatever the number of schedules (with `limit`, two more per widening of
+    the window, at most log2 of the days searched).
     """
     start = max(start, earliest_bookable())
     if end <= start:
@@ -172,20 +207,32 @@ def free_slots(
     rules_by_schedule: dict[int, list[AvailabilityRule]] = defaultdict(list)
     for rule in AvailabilityRule.objects.filter(schedule_id__in=list(clinician_of)):
         rules_by_schedule[rule.schedule_id].append(rule)
-    busy = busy_intervals(clinician_of.values(), start, end)
     zone = clinic_zone()
+    # With a limit (a first page), read and compute a day, then two, four…, until enough slots:
+    # the busy time of two hundred agendas over weeks is not read to show twenty slots.
     slots: list[Slot] = []
-    for schedule_id, clinician_id in clinician_of.items():
-        slots += compute_slots(
-            rules_by_schedule.get(schedule_id, []),
-            busy.get(clinician_id, []),
-            appointment_type.minutes,
-            appointment_type.mode,
-            start,
-            end,
-            clinician_id=clinician_id,
-            zone=zone,
-        )
+    days = 1
+    chunk_start = start
+    while chunk_start < end:
+        chunk_end = end
+        if limit is not None:  # up to a local midnight: no slot straddles two pieces
+            midnight = _midnight_after(chunk_start, days, zone)
+            chunk_end = min(end, midnight)
+        busy = busy_intervals(clinician_of.values(), chunk_start, chunk_end)
+        for schedule_id, clinician_id in clinician_of.items():
+            slots += compute_slots(
+                rules_by_schedule.get(schedule_id, []),
+                busy.get(clinician_id, []),
+                appointment_type.minutes,
+                appointment_type.mode,
+                chunk_start,
+                chunk_end,
+                clinician_id=clinician_id,
+                zone=zone,
+            )
+        if limit is not None and len(slots) >= limit:
+            break
+        chunk_start, days = chunk_end, days * 2
     slots.sort()
     return slots[:limit] if limit is not None else slots
 
