@@ -5,15 +5,18 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('records', '0002_fhir_ids'),
+        ("records", "0002_fhir_ids"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.AddIndex(
-            model_name='observation',
-            index=models.Index(condition=models.Q(('device_id', ''), _negated=True), fields=['device_id', '-effective_at'], name='observation_device_idx'),
+            model_name="observation",
+            index=models.Index(
+                condition=models.Q(("device_id", ""), _negated=True),
+                fields=["device_id", "-effective_at"],
+                name="observation_device_idx",
+            ),
         ),
     ]
