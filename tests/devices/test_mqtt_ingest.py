@@ -34,6 +34,9 @@ pytestmark = pytest.mark.django_db(transaction=True)
 BROKER = ("127.0.0.1", 1883)
 MANAGE = Path(__file__).resolve().parents[2] / "manage.py"
 PULSE = "8867-4"  # heart rate, /min: one reading per message
+# A shared-subscription group of this run alone: an ingestor of another process (a dev
+# `make run`, another test run on the same broker) can never take this run's messages.
+GROUP = f"test-{uuid.uuid4().hex[:8]}"
 
 
 def _database_url() -> str:
@@ -61,7 +64,7 @@ def _forget_session(client_id: str) -> None:
 class IngestorProcess:
     """`manage.py ingest_mqtt` in a subprocess; its log goes to a temporary file."""
 
-    def __init__(self, client_id: str) -> None:
+    def __init__(self, client_id: str, group: str = GROUP) -> None:
         self.client_id = client_id
         self.log: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop()
         env = {
@@ -74,7 +77,7 @@ class IngestorProcess:
         }
         self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
             [sys.executable, str(MANAGE), "ingest_mqtt", "--client-id", client_id]
-            + ["--batch-size", "200", "--batch-ms", "50"],
+            + ["--group", group, "--batch-size", "200", "--batch-ms", "50"],
             env=env,
             stdout=self.log,
             stderr=subprocess.STDOUT,
@@ -117,11 +120,11 @@ def wait_for(
 
 
 @pytest.fixture
-def ingestors() -> Iterator[Callable[[str], IngestorProcess]]:
+def ingestors() -> Iterator[Callable[..., IngestorProcess]]:
     started: list[IngestorProcess] = []
 
-    def start(client_id: str) -> IngestorProcess:
-        process = IngestorProcess(client_id)
+    def start(client_id: str, group: str = GROUP) -> IngestorProcess:
+        process = IngestorProcess(client_id, group)
         started.append(process)
         return process
 
@@ -302,3 +305,31 @@ def test_without_mqtt_url_the_command_says_what_to_set(settings: Any) -> None:
     settings.MQTT_URL = None
     with pytest.raises(CommandError, match="MQTT_URL is not set"):
         call_command("ingest_mqtt")
+
+
+@pytest.mark.parametrize("group", ["a/b", "a+b", "#", "", "x" * 65])
+def test_the_group_must_be_a_plain_name(group: str) -> None:
+    with pytest.raises(CommandError, match="--group"):
+        call_command("ingest_mqtt", "--group", group)
+
+
+def test_an_ingestor_of_another_group_gets_its_own_copy(
+    ingestors: Callable[..., IngestorProcess], publisher: mqtt.Client, record: Patient
+) -> None:
+    # given an ingestor of another group, subscribed alongside this run's
+    load_reference_data()
+    device, secret = do_register_device("heart_rate_patch", record, None)
+    ours = ingestors(_client_id())
+    other = ingestors(_client_id(), group=f"test-{uuid.uuid4().hex[:8]}")
+
+    # when a message is published
+    publisher.publish(*encode_reading(device.device_id, secret, [(PULSE, 70, "/min")]), qos=1)
+
+    # then both groups receive it (one stores it, the other finds it already stored)
+    wait_for(
+        lambda: "batch messages=1" in ours.output() and "batch messages=1" in other.output(),
+        20,
+        lambda: (ours.output(), other.output()),
+    )
+    assert ours.stored_messages() + other.stored_messages() == 1
+    assert Observation.objects.filter(device_id=device.device_id).count() == 1

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -22,8 +23,9 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from apps.audit.models import Action
-from apps.audit.services import record as audit
+from apps.audit.models import GENESIS_HASH, Action, AuditEvent
+from apps.audit.models import Outcome as AuditOutcome
+from apps.audit.services import _lock_chain
 from apps.records.models import CodeSystem, Concept, Observation, Source, interpret
 
 from ..models import (
@@ -215,6 +217,26 @@ def _insert_new_messages(rows: list[_Accepted]) -> set[tuple[int, str]]:
     """INSERT … ON CONFLICT DO NOTHING; the (device pk, message id) keys actually inserted."""
     table = connection.ops.quote_name(DeviceMessage._meta.db_table)
     inserted: set[tuple[int, str]] = set()
+    if connection.vendor == "postgresql":
+        # One array per column: 6 parameters however long the batch (cheaper to bind).
+        sql = (
+            f"INSERT INTO {table} "  # noqa: S608 - only the table name is interpolated
+            "(device_id, message_id, measured_at, received_at, readings, transport) "
+            "SELECT * FROM unnest(%s::bigint[], %s::varchar[], %s::timestamptz[], "
+            "%s::timestamptz[], %s::int[], %s::varchar[]) "
+            "ON CONFLICT (device_id, message_id) DO NOTHING RETURNING device_id, message_id"
+        )
+        columns: list[Any] = [
+            [row.device.pk for row in rows],
+            [row.message.message_id for row in rows],
+            [row.message.measured_at for row in rows],
+            [row.raw.received_at for row in rows],
+            [len(row.values) for row in rows],
+            [row.raw.transport for row in rows],
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(sql, columns)
+            return {(device_pk, message_id) for device_pk, message_id in cursor.fetchall()}
     for start in range(0, len(rows), _INSERT_CHUNK):
         chunk = rows[start : start + _INSERT_CHUNK]
         params: list[Any] = []
@@ -240,34 +262,140 @@ def _insert_new_messages(rows: list[_Accepted]) -> set[tuple[int, str]]:
     return inserted
 
 
-def _observations(rows: list[_Accepted]) -> list[Observation]:
-    built = []
-    for row in rows:
-        for concept, value, unit in row.values:
-            built.append(
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """A stored reading: what the rules, the live push and the audit need of its row."""
+
+    pk: int
+    patient_id: int
+    code_id: int
+    value: Decimal
+    unit: str
+    interpretation: str
+    effective_at: dt.datetime
+    device_id: str
+
+
+def _category(concept: Concept) -> str:
+    if concept.category == "vital-signs":
+        return Observation.Category.VITAL_SIGNS
+    return Observation.Category.LABORATORY
+
+
+def _store_observations(rows: list[_Accepted]) -> list[Stored]:
+    """Insert one Observation per reading; PostgreSQL: ids from the sequence, then COPY."""
+    readings = [
+        (row, concept, value, unit, interpret(value, concept.low, concept.high))
+        for row in rows
+        for concept, value, unit in row.values
+    ]
+    if not readings:
+        return []
+    if connection.vendor == "postgresql":
+        ids = _copy_observations(readings)
+    else:
+        built = Observation.objects.bulk_create(
+            [
                 Observation(
                     patient_id=row.patient_pk,
                     code=concept,
-                    category=Observation.Category.VITAL_SIGNS
-                    if concept.category == "vital-signs"
-                    else Observation.Category.LABORATORY,
+                    category=_category(concept),
                     value=value,
                     unit=unit,
                     ref_low=concept.low,
                     ref_high=concept.high,
                     # bulk_create skips Observation.save, which would set it.
-                    interpretation=interpret(value, concept.low, concept.high),
+                    interpretation=interpretation,
                     effective_at=row.message.measured_at,
                     recorded_at=row.raw.received_at,
                     source=Source.DEVICE,
                     device_id=row.device.device_id,
                 )
-            )
-    return built
+                for row, concept, value, unit, interpretation in readings
+            ]
+        )
+        ids = [obs.pk for obs in built]
+    return [
+        Stored(
+            pk,
+            row.patient_pk,
+            concept.pk,
+            value,
+            unit,
+            interpretation,
+            row.message.measured_at,
+            row.device.device_id,
+        )
+        for pk, (row, concept, value, unit, interpretation) in zip(ids, readings, strict=True)
+    ]
+
+
+# The columns the ingestion sets; every other column gets its field's default, as with
+# bulk_create (a column renamed in the model makes the COPY fail loudly, never silently).
+_SET = (
+    "id",
+    "fhir_id",
+    "updated_at",
+    "patient_id",
+    "recorded_at",
+    "code_id",
+    "category",
+    "value",
+    "unit",
+    "ref_low",
+    "ref_high",
+    "interpretation",
+    "effective_at",
+    "source",
+    "device_id",
+)
+
+
+def _copy_observations(readings: list[tuple[_Accepted, Concept, Decimal, str, str]]) -> list[int]:
+    """Reserve ids from the table's sequence, then COPY the rows (5-10x bulk_create's speed)."""
+    meta = Observation._meta
+    table = connection.ops.quote_name(meta.db_table)
+    others = [f for f in meta.concrete_fields if f.column not in _SET]
+    columns = ", ".join(connection.ops.quote_name(c) for c in (*_SET, *(f.column for f in others)))
+    defaults = tuple(f.get_default() for f in others)
+    now = timezone.now()  # auto_now of updated_at, one value for the batch
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, %s)",
+            [meta.db_table, len(readings)],
+        )
+        ids = [pk for (pk,) in cursor.fetchall()]
+        with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for pk, (row, concept, value, unit, interpretation) in zip(ids, readings, strict=True):
+                copy.write_row(
+                    (
+                        pk,
+                        uuid.uuid4(),
+                        now,
+                        row.patient_pk,
+                        row.raw.received_at,
+                        concept.pk,
+                        _category(concept),
+                        value,
+                        unit,
+                        concept.low,
+                        concept.high,
+                        interpretation,
+                        row.message.measured_at,
+                        Source.DEVICE,
+                        row.device.device_id,
+                        *defaults,
+                    )
+                )
+    return ids
 
 
 def _touch_devices(rows: list[_Accepted]) -> None:
-    """Last seen / last reading / battery; telemetry, so the FHIR version stays the same."""
+    """Last seen / last reading / battery; telemetry, so the FHIR version stays the same.
+
+    The device rows are locked in primary-key order (two ingestors cannot deadlock) and this
+    runs last before the commit, so the rows stay locked as briefly as possible.
+    """
     latest: dict[int, _Accepted] = {}
     seen: dict[int, dt.datetime] = {}
     for row in rows:
@@ -275,37 +403,88 @@ def _touch_devices(rows: list[_Accepted]) -> None:
         if pk not in latest or row.message.measured_at >= latest[pk].message.measured_at:
             latest[pk] = row
         seen[pk] = max(seen.get(pk, row.raw.received_at), row.raw.received_at)
-    for pk, row in latest.items():
-        changes: dict[str, Any] = {
-            # Greatest: another ingestor may have committed a later reading meanwhile.
-            "last_seen_at": Greatest(Coalesce(F("last_seen_at"), seen[pk]), seen[pk]),
-            "last_reading_at": Greatest(
-                Coalesce(F("last_reading_at"), row.message.measured_at), row.message.measured_at
-            ),
-        }
-        if row.message.battery is not None:
-            changes["battery"] = row.message.battery
-        Device.objects.filter(pk=pk).update(**changes)
-
-
-def _audit(rows: list[_Accepted], observations: list[Observation]) -> None:
-    """One audit row per patient for the batch (the chain lock makes per-reading rows costly)."""
-    per_patient: dict[int, Counter[str]] = {}
-    for obs in observations:
-        per_patient.setdefault(obs.patient_id, Counter())[obs.device_id] += 1
-    transports = {row.raw.transport for row in rows}
-    for patient_pk, devices in per_patient.items():
-        audit(
-            Action.CREATE,
-            object_type="devices.reading",
-            object_id=",".join(sorted(devices))[:100],
-            patient_id=str(patient_pk),
-            detail={
-                "observations": sum(devices.values()),
-                "devices": dict(devices),
-                "transport": sorted(transports),
-            },
+    pks = sorted(latest)
+    if connection.vendor != "postgresql":
+        for pk in pks:
+            row = latest[pk]
+            changes: dict[str, Any] = {
+                "last_seen_at": Greatest(Coalesce(F("last_seen_at"), seen[pk]), seen[pk]),
+                "last_reading_at": Greatest(
+                    Coalesce(F("last_reading_at"), row.message.measured_at),
+                    row.message.measured_at,
+                ),
+            }
+            if row.message.battery is not None:
+                changes["battery"] = row.message.battery
+            Device.objects.filter(pk=pk).update(**changes)
+        return
+    table = connection.ops.quote_name(Device._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"SELECT id FROM {table} WHERE id = ANY(%s) ORDER BY id FOR UPDATE",  # noqa: S608
+            [pks],
         )
+        # GREATEST: another ingestor may have committed a later reading meanwhile.
+        cursor.execute(
+            f"UPDATE {table} AS d SET "  # noqa: S608 - only the table name is interpolated
+            "last_seen_at = GREATEST(COALESCE(d.last_seen_at, v.seen), v.seen), "
+            "last_reading_at = GREATEST(COALESCE(d.last_reading_at, v.reading), v.reading), "
+            "battery = COALESCE(v.battery, d.battery) "
+            "FROM unnest(%s::bigint[], %s::timestamptz[], %s::timestamptz[], %s::int[]) "
+            "AS v(id, seen, reading, battery) WHERE d.id = v.id",
+            [
+                pks,
+                [seen[pk] for pk in pks],
+                [latest[pk].message.measured_at for pk in pks],
+                [latest[pk].message.battery for pk in pks],
+            ],
+        )
+
+
+def _audit(rows: list[_Accepted], stored: list[Stored]) -> None:
+    """One audit row per patient for the batch, appended to the chain in one INSERT."""
+    per_patient: dict[int, Counter[str]] = {}
+    for obs in stored:
+        per_patient.setdefault(obs.patient_id, Counter())[obs.device_id] += 1
+    transports = sorted({row.raw.transport for row in rows})
+    now = timezone.now()
+    _append_audit(
+        [
+            AuditEvent(
+                occurred_at=now,
+                actor_id=None,
+                actor_label="",
+                actor_role="",
+                action=Action.CREATE,
+                outcome=AuditOutcome.SUCCESS,
+                object_type="devices.reading",
+                object_id=",".join(sorted(devices))[:100],
+                patient_id=str(patient_pk),
+                ip=None,
+                user_agent="",
+                detail={
+                    "observations": sum(devices.values()),
+                    "devices": dict(devices),
+                    "transport": transports,
+                },
+            )
+            for patient_pk, devices in per_patient.items()
+        ]
+    )
+
+
+def _append_audit(events: list[AuditEvent]) -> None:
+    """`apps.audit.services.record` for many events: one lock, one head read, one INSERT."""
+    if not events:
+        return
+    _lock_chain()
+    head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
+    seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
+    for event in events:
+        seq += 1
+        event.seq, event.prev_hash = seq, prev_hash
+        event.hash = prev_hash = event.compute_hash()
+    AuditEvent.objects.bulk_create(events)
 
 
 def _count(reasons: Counter[str]) -> None:
@@ -347,16 +526,19 @@ def ingest(messages: Sequence[RawMessage]) -> IngestResult:
                 batch.outcomes[row.index] = Outcome(STORED, readings=len(row.values))
             else:
                 batch.outcomes[row.index] = Outcome(DUPLICATE)
-        observations = Observation.objects.bulk_create(_observations(new))
+        observations = _store_observations(new)
         if new:
-            _touch_devices(new)
-            _audit(new, observations)
             # Before the commit, so no reading is acknowledged without its alert.
-            concept_codes = {o.code_id: o.code.code for o in observations}
+            concept_codes = {
+                concept.pk: concept.code for row in new for concept, _v, _u in row.values
+            }
             evaluation = thresholds.evaluate(observations, concept_codes)
             # Readings first: a dashboard shows the value, then the alert about it.
             push_readings(observations, concept_codes, evaluation.rules)
             result.alerts = [alert.pk for alert in raise_alerts(evaluation)]
+            # Last: the audit chain's lock and the device rows are held until the commit.
+            _audit(new, observations)
+            _touch_devices(new)
         DeadLetter.objects.bulk_create(batch.dead)
         reasons = batch.reasons
         transaction.on_commit(lambda: _count(reasons))
