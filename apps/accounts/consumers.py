@@ -53,6 +53,12 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "present_as", None) is not None:
             await database_sync_to_async(presence.disconnected)(self.present_as)
 
+    async def realtime_events(self, message: dict[str, Any]) -> None:
+        for event in message["events"]:
+            await self.realtime_event({"event": event})
+            if event["type"] == "session.closed":
+                break
+
     async def realtime_event(self, message: dict[str, Any]) -> None:
         event = message["event"]
         await self.send_json(event)

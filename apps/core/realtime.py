@@ -50,8 +50,10 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
     ),
 }
 
-# Message type that consumers implement as `realtime_event`.
+# Message types that consumers implement as `realtime_event` (one event) and
+# `realtime_events` (several, in order).
 CONSUMER_MESSAGE_TYPE = "realtime.event"
+CONSUMER_BATCH_TYPE = "realtime.events"
 
 
 class UnknownEvent(ValueError):
@@ -93,19 +95,27 @@ def send_events_on_commit(events: Iterable[tuple[str, dict[str, Any], Iterable[s
 
 
 def _send_many(batch: list[tuple[dict[str, Any], list[str]]]) -> None:
+    """One channel-layer message per group, carrying its events in order.
+
+    A busy clinician's group may get a hundred events from one batch: sent one by one they would
+    fill the socket's channel (and the layer drops what overflows); one message holds them all.
+    """
     layer = get_channel_layer()
     if layer is None:
         return
+    per_group: dict[str, list[dict[str, Any]]] = {}
+    for event, groups in batch:
+        for group in groups:
+            per_group.setdefault(group, []).append(event)
 
     async def send_all() -> None:
         sends = [
-            layer.group_send(group, {"type": CONSUMER_MESSAGE_TYPE, "event": event})
-            for event, groups in batch
-            for group in groups
+            layer.group_send(group, {"type": CONSUMER_BATCH_TYPE, "events": events})
+            for group, events in per_group.items()
         ]
         for outcome in await asyncio.gather(*sends, return_exceptions=True):
             if isinstance(outcome, Exception):
-                logger.error("could not push a live event: %r", outcome)
+                logger.error("could not push live events: %r", outcome)
 
     try:
         async_to_sync(send_all)()

@@ -92,3 +92,27 @@ async def test_nobody_online_costs_no_event(device: Any, message: Any, record: P
     )
 
     assert queued == 0
+
+
+async def test_a_hundred_events_for_one_clinician_arrive_all_and_in_order(
+    clinician: User,
+) -> None:
+    from apps.core.realtime import send_events_on_commit, user_group
+
+    socket = await open_socket(clinician)
+
+    @database_sync_to_async
+    def push() -> None:
+        from django.db import transaction
+
+        with transaction.atomic():
+            send_events_on_commit(
+                ("monitoring.reading", {"patient": n, "readings": []}, [user_group(clinician.pk)])
+                for n in range(150)  # more than a channel's capacity (100) if sent one by one
+            )
+
+    await push()
+
+    received = [(await socket.receive_json_from(timeout=5))["patient"] for _n in range(150)]
+    assert received == list(range(150))
+    await socket.disconnect()
