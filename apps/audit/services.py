@@ -75,6 +75,26 @@ def record(
     return event
 
 
+def record_many(events: list[AuditEvent]) -> list[AuditEvent]:
+    """Append unsaved events built by the caller (a batch): one lock, one head read, one INSERT.
+
+    For bulk writers such as device ingestion; the events must carry `occurred_at`, the actor
+    and object fields, as `record` would have set them.
+    """
+    if not events:
+        return events
+    with transaction.atomic():
+        _lock_chain()
+        head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
+        seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
+        for event in events:
+            seq += 1
+            event.seq, event.prev_hash = seq, prev_hash
+            event.hash = prev_hash = event.compute_hash()
+        AuditEvent.objects.bulk_create(events)
+    return events
+
+
 def do_checkpoint() -> AuditCheckpoint | None:
     """Remember the current head of the chain (run periodically)."""
     head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()

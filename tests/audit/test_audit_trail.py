@@ -122,3 +122,30 @@ def test_the_admin_shows_the_trail_read_only(admin_user: object) -> None:
     assert change.status_code == 403
     assert delete.status_code == 403
     assert client.get("/admin/audit/auditevent/add/").status_code == 403
+
+
+def test_a_batch_of_events_chains_after_single_ones_and_verifies(db: None) -> None:
+    from django.utils import timezone
+
+    from apps.audit.models import AuditEvent
+    from apps.audit.services import record_many
+
+    record("read", object_type="records.patient", object_id="1")
+    batch = [
+        AuditEvent(
+            occurred_at=timezone.now(),
+            action="create",
+            object_type="devices.reading",
+            object_id=f"dev-{n}",
+            patient_id=str(n),
+            detail={"observations": n},
+        )
+        for n in range(3)
+    ]
+
+    record_many(batch)
+    record("read", object_type="records.patient", object_id="2")
+
+    seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
+    assert seqs == list(range(seqs[0], seqs[0] + 5))
+    assert verify_chain().intact

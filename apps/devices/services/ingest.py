@@ -23,9 +23,9 @@ from django.db.models import F
 from django.db.models.functions import Coalesce, Greatest
 from django.utils import timezone
 
-from apps.audit.models import GENESIS_HASH, Action, AuditEvent
+from apps.audit.models import Action, AuditEvent
 from apps.audit.models import Outcome as AuditOutcome
-from apps.audit.services import _lock_chain
+from apps.audit.services import record_many
 from apps.records.models import CodeSystem, Concept, Observation, Source, interpret
 
 from ..models import (
@@ -36,7 +36,7 @@ from ..models import (
     Device,
     DeviceMessage,
 )
-from ..protocol import Message, ProtocolError, claimed_device, decode, device_id_from_topic
+from ..protocol import Message, ProtocolError, Token, device_id_from_topic, parse_token, verify
 from ..units import MEASUREMENTS, UnitError, to_canonical
 from . import thresholds
 from .alerts import raise_alerts
@@ -180,7 +180,7 @@ def _check_message(
 
 def _parse(batch: _Batch) -> list[_Accepted]:
     """Verify and validate every message; rejected ones go to `batch.dead`."""
-    claimed: dict[int, str] = {}
+    claimed: dict[int, Token] = {}
     limit = settings.DEVICES_MAX_PAYLOAD_BYTES
     for index, raw in enumerate(batch.messages):
         if len(raw.payload) > limit:
@@ -189,18 +189,20 @@ def _parse(batch: _Batch) -> list[_Accepted]:
             batch.reject(index, DeadLetterReason.OVERSIZED, detail, ref=ref)
             continue
         try:
-            claimed[index] = claimed_device(raw.payload)
+            claimed[index] = parse_token(raw.payload)
         except ProtocolError as exc:
             batch.reject(index, exc.reason, exc.detail, ref=device_id_from_topic(raw.topic) or "")
-    devices = {d.device_id: d for d in Device.objects.filter(device_id__in=set(claimed.values()))}
+    wanted = {token.kid for token in claimed.values()}
+    devices = {d.device_id: d for d in Device.objects.filter(device_id__in=wanted)}
     concepts = _concepts() if devices else {}
     accepted = []
-    for index, ref in claimed.items():
+    for index, token in claimed.items():
         raw = batch.messages[index]
+        ref = token.kid
         device = devices.get(ref)
         try:
-            message = decode(
-                raw.payload,
+            message = verify(
+                token,
                 lambda kid: devices[kid].secret if kid in devices else None,
                 settings.DEVICES_MAX_READINGS_PER_MESSAGE,
             )
@@ -448,7 +450,7 @@ def _audit(rows: list[_Accepted], stored: list[Stored]) -> None:
         per_patient.setdefault(obs.patient_id, Counter())[obs.device_id] += 1
     transports = sorted({row.raw.transport for row in rows})
     now = timezone.now()
-    _append_audit(
+    record_many(
         [
             AuditEvent(
                 occurred_at=now,
@@ -471,20 +473,6 @@ def _audit(rows: list[_Accepted], stored: list[Stored]) -> None:
             for patient_pk, devices in per_patient.items()
         ]
     )
-
-
-def _append_audit(events: list[AuditEvent]) -> None:
-    """`apps.audit.services.record` for many events: one lock, one head read, one INSERT."""
-    if not events:
-        return
-    _lock_chain()
-    head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
-    seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
-    for event in events:
-        seq += 1
-        event.seq, event.prev_hash = seq, prev_hash
-        event.hash = prev_hash = event.compute_hash()
-    AuditEvent.objects.bulk_create(events)
 
 
 def _count(reasons: Counter[str]) -> None:
