@@ -49,12 +49,10 @@ messages: $(STAMPS)/python $(STAMPS)/system
 	done
 
 # The live demo: web server, Celery worker, MQTT ingestor and device simulator together
-# (scripts/run-dev.sh). Redis and Mosquitto on this machine unless REDIS_URL / MQTT_URL say
-# otherwise; without a broker the simulator posts over HTTP.
+# (scripts/run-dev.sh). Redis and Mosquitto on this machine when they answer, unless REDIS_URL /
+# MQTT_URL say otherwise; without a broker the simulator posts over HTTP.
 run: setup
-	PY=$(PY) HOST=$(HOST) PORT=$(PORT) \
-	REDIS_URL=$${REDIS_URL:-redis://127.0.0.1:6379/0} MQTT_URL=$${MQTT_URL:-mqtt://127.0.0.1:1883} \
-	scripts/run-dev.sh
+	PY=$(PY) HOST=$(HOST) PORT=$(PORT) scripts/run-dev.sh
 
 lint: $(STAMPS)/python
 	$(VENV)/bin/ruff format --check .

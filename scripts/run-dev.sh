@@ -9,8 +9,6 @@ PY=${PY:-.venv/bin/python}
 CELERY=${CELERY:-$(dirname "$PY")/celery}
 HOST=${HOST:-127.0.0.1}
 PORT=${PORT:-8000}
-export REDIS_URL=${REDIS_URL:-redis://127.0.0.1:6379/0}
-export MQTT_URL=${MQTT_URL:-mqtt://127.0.0.1:1883}
 export PYTHONUNBUFFERED=1
 
 # reachable URL DEFAULT_PORT: can a TCP connection be made to the URL's host and port?
@@ -22,6 +20,15 @@ reachable() {
   if [ "$host" = "$rest" ]; then port=$2; fi
   timeout 2 bash -c "exec 3<>/dev/tcp/$host/$port" 2>/dev/null
 }
+
+# This machine's Redis and Mosquitto when they answer (and nothing else says otherwise);
+# without them the demo still runs: in-process channel layer, eager Celery, HTTPS devices.
+if [ -z "${REDIS_URL:-}" ] && reachable redis://127.0.0.1:6379 6379; then
+  export REDIS_URL=redis://127.0.0.1:6379/0
+fi
+if [ -z "${MQTT_URL:-}" ] && reachable mqtt://127.0.0.1:1883 1883; then
+  export MQTT_URL=mqtt://127.0.0.1:1883
+fi
 
 "$PY" manage.py migrate --noinput
 "$PY" manage.py load_reference_data
@@ -57,14 +64,14 @@ echo "Virtual hospital on http://$HOST:$PORT/  (Ctrl-C stops everything)"
 start web "$PY" manage.py runserver "$HOST:$PORT"
 web=$!
 
-if reachable "$REDIS_URL" 6379; then
+if [ -n "${REDIS_URL:-}" ] && reachable "$REDIS_URL" 6379; then
   start celery "$CELERY" -A virtualhospital worker --beat --loglevel INFO --concurrency 2
 else
   echo "[run] Redis is not reachable at $REDIS_URL: no Celery worker (tasks will not run)" >&2
 fi
 
 simulate=("$PY" manage.py simulate_devices --patients 8 --rate 5 --duration 0 --anomalies)
-if reachable "$MQTT_URL" 1883; then
+if [ -n "${MQTT_URL:-}" ] && reachable "$MQTT_URL" 1883; then
   start ingest "$PY" manage.py ingest_mqtt
   start simulate "${simulate[@]}"
 else

@@ -11,6 +11,7 @@ from typing import Any
 
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from .models import Appointment, AppointmentType, Participant
@@ -39,6 +40,9 @@ class InstantField(serializers.DateTimeField):
         return value
 
 
+@extend_schema_field(
+    {"type": "string", "description": "A date (YYYY-MM-DD, a whole clinic day) or a date-time."}
+)
 class DateOrInstantField(serializers.Field):  # type: ignore[type-arg]
     """A date (a whole day in the clinic's zone) or an ISO 8601 date-time."""
 

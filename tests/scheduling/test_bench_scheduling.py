@@ -43,14 +43,21 @@ def test_bench_prints_figures_and_removes_its_data() -> None:
     assert seeded["practitioners"] == 6 and seeded["appointments"] > 0
     assert 0.25 < seeded["booked_share"] < 0.5
     slots = result["free_slots"]
-    for search in ("all_schedules", "by_specialty", "one_practitioner"):
+    searches = (
+        "first_page_all_schedules",
+        "first_page_by_specialty",
+        "all_schedules",
+        "by_specialty",
+        "one_practitioner",
+    )
+    for search in searches:
         figures = slots[search]
         assert figures["runs"] == 3 and figures["p95_ms"] >= figures["p50_ms"] > 0
-        assert figures["queries"] == 4
+        assert figures["queries"] <= 4 + 2 * 4  # a first page may widen its window 4 times
     assert slots["all_schedules"]["slots"] > slots["one_practitioner"]["slots"] > 0
     agenda = result["team_agenda"]
     assert agenda is not None and agenda["clinicians"] == 4 and agenda["queries"] > 0
-    assert set(result["target"]["met"]) == {"all_schedules", "by_specialty", "one_practitioner"}
+    assert set(result["target"]["met"]) == set(searches)
     assert not Organization.objects.filter(name="Bench scheduling").exists()
     assert not User.objects.filter(email__startswith="bench-sched-").exists()
     assert not AppointmentType.objects.filter(code__startswith="bench-").exists()

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from django.db import connection
 from django.http import Http404
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from apps.accounts.models import User
 from apps.audit.models import AuditEvent
@@ -71,7 +71,7 @@ def test_bad_times_are_refused_with_a_clear_message(
     message: str,
 ) -> None:
     access = access_for_booking(patient, record.pk)
-    with pytest.raises(SchedulingError, match=message):
+    with translation.override("en"), pytest.raises(SchedulingError, match=message):
         do_book_appointment(access, consultation, when(next_weekday(0)), [clinician])
     assert not Appointment.objects.exists()
 
@@ -112,7 +112,10 @@ def test_a_patient_cannot_be_in_two_places(
     access = access_for_booking(patient, record.pk)
     do_book_appointment(access, video_visit, at(monday, 14), [clinician])
 
-    with pytest.raises(SchedulingError, match="already has an appointment"):
+    with (
+        translation.override("en"),
+        pytest.raises(SchedulingError, match="already has an appointment"),
+    ):
         do_book_appointment(
             access_for_booking(nurse, record.pk), video_visit, at(monday, 14, 10), [nurse]
         )
@@ -126,7 +129,7 @@ def test_a_profession_that_does_not_deliver_the_type_is_refused(
     clinician: User,
     nurse: User,
 ) -> None:
-    with pytest.raises(SchedulingError, match="does not"):
+    with translation.override("en"), pytest.raises(SchedulingError, match="does not"):
         do_book_appointment(
             access_for_booking(clinician, record.pk), consultation, at(next_weekday(0), 9), [nurse]
         )
@@ -152,7 +155,7 @@ def test_a_joint_appointment_only_where_everyone_is_free(
         access_for_booking(clinician, record2.pk), joint_visit, at(tuesday, 10), [nurse, clinician]
     )
 
-    with pytest.raises(SlotTaken, match="not free"):
+    with translation.override("en"), pytest.raises(SlotTaken, match="not free"):
         do_book_appointment(coordinator, joint_visit, at(tuesday, 10, 30), [clinician, nurse])
     joint = do_book_appointment(coordinator, joint_visit, at(tuesday, 8, 15), [clinician, nurse])
 
@@ -252,7 +255,7 @@ def test_reschedule_and_cancel_follow_the_clinic_policy(
     assert Participant.objects.filter(appointment=first, active=True).count() == 0
 
     settings.SCHEDULING_PATIENT_CHANGE_HOURS = 24 * 30
-    with pytest.raises(SchedulingError, match="until 720 hours"):
+    with translation.override("en"), pytest.raises(SchedulingError, match="until 720 hours"):
         do_cancel_appointment(access, moved)
     staff = access_for_booking(clinician, record.pk)
     cancelled = do_cancel_appointment(staff, moved, reason="Médecin absent")
@@ -269,9 +272,12 @@ def test_no_show_only_once_the_appointment_began(
     staff = access_for_booking(clinician, record.pk)
     appointment = do_book_appointment(staff, consultation, at(next_weekday(0), 11), [clinician])
 
-    with pytest.raises(SchedulingError, match="once the appointment has begun"):
+    with (
+        translation.override("en"),
+        pytest.raises(SchedulingError, match="once the appointment has begun"),
+    ):
         do_set_status(staff, appointment, "noshow")
-    with pytest.raises(SchedulingError, match="Only the clinic"):
+    with translation.override("en"), pytest.raises(SchedulingError, match="Only the clinic"):
         do_set_status(access_for_booking(patient, record.pk), appointment, "arrived")
     Appointment.objects.filter(pk=appointment.pk).update(
         starts_at=timezone.now() - dt.timedelta(minutes=40),

@@ -120,7 +120,10 @@ def test_search_costs_the_same_queries_for_one_or_five_schedules(
         response = client.get(reverse("scheduling:book"), query)
 
     assert response.content.decode().count('name="slot"') > 20
-    assert len(five) == len(one), [q["sql"] for q in five.captured_queries]
+    # A first page reads a day of busy time, then two, four… until it has enough slots: the
+    # count depends on how soon the page fills, never on how many schedules there are.
+    bound = len(one)
+    assert len(five) <= bound, [q["sql"] for q in five.captured_queries]
 
 
 def test_staff_are_sent_to_the_clinic_booking_page(clinician: User, schedule: Schedule) -> None:
