@@ -34,6 +34,15 @@ PAGES = [
     ("staff", "/clinic/"),
     ("staff", "/notifications/"),
     ("staff", "/accounts/security/"),
+    ("staff", "/clinic/monitoring/"),
+    ("staff", "/clinic/alerts/"),
+    ("staff", "/clinic/devices/"),
+    ("staff", "/clinic/agenda/"),
+    ("staff", "/clinic/agenda/book/"),
+    ("staff", "/clinic/availability/"),
+    ("staff", "/clinic/follow-ups/"),
+    ("staff", "/account/calendar/"),
+    ("patient", "/account/calendar/"),
 ]
 
 
