@@ -190,3 +190,20 @@ def test_battery_and_last_reading_follow_the_latest_measurement(
     ingest([message(ts=ago(hours=5))])
     refreshed = Device.objects.get(pk=device.pk)
     assert refreshed.last_reading_at == device.last_reading_at
+
+
+def test_device_telemetry_is_written_when_it_says_something_new(
+    device: Device, message: Make
+) -> None:
+    ingest([message(ts=ago(minutes=5), battery=80)])
+    device.refresh_from_db()
+    first_seen = device.last_seen_at
+
+    ingest([message(ts=ago(minutes=5, seconds=-10), battery=80)])  # 10 s later, same battery
+    device.refresh_from_db()
+    assert device.last_seen_at == first_seen  # not rewritten for so little
+
+    ingest([message(ts=ago(minutes=5, seconds=-20), battery=79)])  # the battery changed
+    device.refresh_from_db()
+    assert device.battery == 79
+    assert device.last_seen_at > first_seen

@@ -392,6 +392,24 @@ def _copy_observations(readings: list[tuple[_Accepted, Concept, Decimal, str, st
     return ids
 
 
+# A device that reports every second would rewrite its row every batch: its telemetry is
+# written only when it says something new (battery, a later reading) or this much later.
+TELEMETRY_EVERY = dt.timedelta(seconds=30)
+
+
+def _telemetry_is_news(row: _Accepted, seen: dt.datetime) -> bool:
+    """Compared with the device row as read at the start of the batch."""
+    device, message = row.device, row.message
+    if message.battery is not None and message.battery != device.battery:
+        return True
+    if device.last_seen_at is None or device.last_reading_at is None:
+        return True
+    return (
+        seen - device.last_seen_at >= TELEMETRY_EVERY
+        or message.measured_at - device.last_reading_at >= TELEMETRY_EVERY
+    )
+
+
 def _touch_devices(rows: list[_Accepted]) -> None:
     """Last seen / last reading / battery; telemetry, so the FHIR version stays the same.
 
@@ -405,7 +423,9 @@ def _touch_devices(rows: list[_Accepted]) -> None:
         if pk not in latest or row.message.measured_at >= latest[pk].message.measured_at:
             latest[pk] = row
         seen[pk] = max(seen.get(pk, row.raw.received_at), row.raw.received_at)
-    pks = sorted(latest)
+    pks = sorted(pk for pk in latest if _telemetry_is_news(latest[pk], seen[pk]))
+    if not pks:
+        return
     if connection.vendor != "postgresql":
         for pk in pks:
             row = latest[pk]
