@@ -14,18 +14,20 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection, transaction
-from django.db.models import F
-from django.db.models.functions import Coalesce, Greatest
+from django.db.models import BinaryField, F
+from django.db.models.functions import Cast, Coalesce, Greatest
 from django.utils import timezone
 
 from apps.audit.models import Action, AuditEvent
 from apps.audit.models import Outcome as AuditOutcome
 from apps.audit.services import record_many
+from apps.core import crypto
 from apps.records.models import CodeSystem, Concept, Observation, Source, interpret
 
 from ..models import (
@@ -86,7 +88,7 @@ class _Accepted:
     index: int
     raw: RawMessage
     message: Message
-    device: Device
+    device: DeviceRow
     patient_pk: int
     values: list[tuple[Concept, Decimal, str]]
 
@@ -101,7 +103,7 @@ class _Batch:
         self.reasons: Counter[str] = Counter()
 
     def reject(
-        self, index: int, reason: str, detail: str, device: Device | None = None, ref: str = ""
+        self, index: int, reason: str, detail: str, device: DeviceRow | None = None, ref: str = ""
     ) -> None:
         raw = self.messages[index]
         reason = str(reason)  # DeadLetterReason members and plain strings count alike
@@ -114,12 +116,57 @@ class _Batch:
                 topic=raw.topic[:200],
                 reason=reason,
                 detail=detail[:500],
-                device=device,
+                device_id=device.pk if device else None,
                 device_ref=(device.device_id if device else ref)[:DEVICE_REF_LENGTH],
                 raw=bytes(raw.payload[:DEAD_LETTER_RAW_BYTES]),
                 size=len(raw.payload),
             )
         )
+
+
+@dataclass(frozen=True, slots=True)
+class DeviceRow:
+    """What ingestion needs of a device, read without building a model instance."""
+
+    pk: int
+    device_id: str
+    status: str
+    patient_id: int | None
+    secret: str
+    battery: int | None
+    last_seen_at: dt.datetime | None
+    last_reading_at: dt.datetime | None
+
+
+@lru_cache(maxsize=65536)
+def _open_secret(sealed: bytes) -> str:
+    # The same ciphertext always opens to the same secret: decrypt each device once per process.
+    return crypto.open_sealed(sealed).decode()
+
+
+def _devices(device_ids: set[str]) -> dict[str, DeviceRow]:
+    # The sealed bytes as stored (a cast skips the field's own decryption): see _open_secret.
+    rows = (
+        Device.objects.filter(device_id__in=device_ids)
+        .annotate(sealed=Cast("secret", output_field=BinaryField()))
+        .values_list(
+            "pk",
+            "device_id",
+            "status",
+            "patient_id",
+            "sealed",
+            "battery",
+            "last_seen_at",
+            "last_reading_at",
+        )
+    )
+    found = {}
+    for pk, device_id, status, patient_id, sealed, battery, seen, reading in rows:
+        secret = _open_secret(bytes(sealed))
+        found[device_id] = DeviceRow(
+            pk, device_id, status, patient_id, secret, battery, seen, reading
+        )
+    return found
 
 
 def _concepts() -> dict[str, Concept]:
@@ -130,7 +177,7 @@ def _concepts() -> dict[str, Concept]:
 
 
 def _check_message(
-    message: Message, device: Device, raw: RawMessage, concepts: dict[str, Concept]
+    message: Message, device: DeviceRow, raw: RawMessage, concepts: dict[str, Concept]
 ) -> tuple[int, list[tuple[Concept, Decimal, str]]]:
     """The patient and the readings in canonical units; ProtocolError when not storable."""
     ref = device.device_id
@@ -193,7 +240,7 @@ def _parse(batch: _Batch) -> list[_Accepted]:
         except ProtocolError as exc:
             batch.reject(index, exc.reason, exc.detail, ref=device_id_from_topic(raw.topic) or "")
     wanted = {token.kid for token in claimed.values()}
-    devices = {d.device_id: d for d in Device.objects.filter(device_id__in=wanted)}
+    devices = _devices(wanted)
     concepts = _concepts() if devices else {}
     accepted = []
     for index, token in claimed.items():
