@@ -53,6 +53,11 @@ class UserConsumer(AsyncJsonWebsocketConsumer):
         if getattr(self, "present_as", None) is not None:
             await database_sync_to_async(presence.disconnected)(self.present_as)
 
+    async def receive_json(self, content: Any, **kwargs: Any) -> None:
+        """The page's heartbeat (`{"type": "ping"}`) keeps its presence alive; nothing else."""
+        if isinstance(content, dict) and content.get("type") == "ping" and self.present_as:
+            await database_sync_to_async(presence.still_here)(self.present_as)
+
     async def realtime_events(self, message: dict[str, Any]) -> None:
         for event in message["events"]:
             await self.realtime_event({"event": event})

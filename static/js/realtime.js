@@ -54,13 +54,20 @@ const handlers = {
 function connect(attempt = 0) {
   const scheme = window.location.protocol === "https:" ? "wss" : "ws";
   const socket = new WebSocket(`${scheme}://${window.location.host}/ws/notifications/`);
-  socket.addEventListener("open", () => { attempt = 0; document.body.dataset.realtime = "connected"; });
+  let heartbeat = null;
+  socket.addEventListener("open", () => {
+    attempt = 0;
+    document.body.dataset.realtime = "connected";
+    // Keeps this page counted as present (apps/core/presence.py) while it stays open.
+    heartbeat = setInterval(() => socket.send(JSON.stringify({ type: "ping" })), 5 * 60 * 1000);
+  });
   socket.addEventListener("message", (message) => {
     const event = JSON.parse(message.data);
     handlers[event.type]?.(event);
     document.dispatchEvent(new CustomEvent("vh:realtime", { detail: event }));
   });
   socket.addEventListener("close", (closed) => {
+    clearInterval(heartbeat);
     document.body.dataset.realtime = "closed";
     if (closed.code === CLOSE_UNAUTHENTICATED || closed.code === CLOSE_SESSION_ENDED) return;
     const delay = Math.min(30000, 1000 * 2 ** attempt);

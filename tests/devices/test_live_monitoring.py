@@ -116,3 +116,22 @@ async def test_a_hundred_events_for_one_clinician_arrive_all_and_in_order(
     received = [(await socket.receive_json_from(timeout=5))["patient"] for _n in range(150)]
     assert received == list(range(150))
     await socket.disconnect()
+
+
+async def test_a_page_heartbeat_keeps_its_presence_and_anyone_online_follows_sockets(
+    clinician: User,
+) -> None:
+    from django.core.cache import cache
+
+    assert not await database_sync_to_async(presence.anyone_online)()
+    socket = await open_socket(clinician)
+    assert await database_sync_to_async(presence.anyone_online)()
+    await database_sync_to_async(cache.touch)(f"presence:{clinician.pk}", 1)  # about to expire
+
+    await socket.send_json_to({"type": "ping"})
+    await socket.send_json_to({"type": "something else"})  # ignored, the socket stays open
+
+    assert await socket.receive_nothing(timeout=1.5)  # past the shortened expiry
+    assert await database_sync_to_async(presence.online)([clinician.pk]) == {clinician.pk}
+    await socket.disconnect()
+    assert not await database_sync_to_async(presence.anyone_online)()

@@ -62,7 +62,7 @@ def push_readings(
     rules: Iterable[ThresholdRule] = (),
 ) -> int:
     """Queue (on commit) one event per patient to its online viewers; the number queued."""
-    if not observations:
+    if not observations or not presence.anyone_online():
         return 0
     audience = viewers({o.patient_id for o in observations})
     online = presence.online({user for users in audience.values() for user in users})
