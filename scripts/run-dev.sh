@@ -30,6 +30,7 @@ if [ -z "${MQTT_URL:-}" ] && reachable mqtt://127.0.0.1:1883 1883; then
   export MQTT_URL=mqtt://127.0.0.1:1883
 fi
 
+mkdir -p "${VAR_DIR:-var}"  # runtime files (SQLite database, beat schedule, dev secrets)
 "$PY" manage.py migrate --noinput
 "$PY" manage.py load_reference_data
 "$PY" manage.py seed_demo

@@ -16,7 +16,12 @@ from django.db.models import Model, Prefetch, QuerySet
 from django.db.models.lookups import In
 
 from apps.records.models import CodeSystem
-from apps.scheduling.fhir import SYS_APPOINTMENT_TYPE, appointment_to_fhir, schedule_to_fhir
+from apps.scheduling.fhir import (
+    SYS_APPOINTMENT_TYPE,
+    appointment_to_fhir,
+    schedule_to_fhir,
+    slot_to_fhir,
+)
 from apps.scheduling.models import Appointment, Participant, Schedule
 
 from .registry import DATE, REFERENCE, TOKEN, ResourceType, SearchParam, register
@@ -144,15 +149,11 @@ register(
 )
 
 
-def _no_row(_obj: Any) -> dict[str, Any]:
-    raise NotImplementedError("Slots are mapped by apps.scheduling.fhir.slot_to_fhir")
-
-
 # Not registered: a Slot has no row. Its search parameters, for the CapabilityStatement.
 SLOT = ResourceType(
     "Slot",
     (),
-    _no_row,
+    slot_to_fhir,  # given the computed slots of slot_views.py, never rows
     patient_path=None,
     params={
         "schedule": SearchParam(
