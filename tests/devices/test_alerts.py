@@ -332,3 +332,26 @@ def test_alert_pages_show_the_care_teams_alerts_only(
         send(message, 140, 190, start=30)  # more alerts: the list stays a bounded page
     with django_assert_max_num_queries(25):
         assert mine.get("/clinic/alerts/?state=all").status_code == 200
+
+
+def test_fire_clear_fire_in_one_batch_leaves_the_alert_firing(
+    device: Any, message: Make, rule: ThresholdRule
+) -> None:
+    backlog = [message(bp(v), ts=ago(minutes=20 - i)) for i, v in enumerate([172, 140, 181])]
+
+    ingest(backlog)
+
+    alert = Alert.objects.get()
+    assert (alert.value, alert.cleared_at, alert.state) == (Decimal(181), None, "open")
+    rule.refresh_from_db()
+    assert rule.firing is True
+    assert AuditEvent.objects.filter(object_type="devices.alert", action="create").count() == 2
+
+
+def test_fire_then_clear_in_one_batch_marks_the_alert_back_to_normal(
+    device: Any, message: Make, rule: ThresholdRule
+) -> None:
+    ingest([message(bp(v), ts=ago(minutes=20 - i)) for i, v in enumerate([172, 140])])
+
+    alert = Alert.objects.get()
+    assert alert.cleared_at is not None and alert.state == "open"

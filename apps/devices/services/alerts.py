@@ -25,8 +25,9 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import CLINICAL_ROLES, User
-from apps.audit.models import Action
+from apps.audit.models import Action, AuditEvent
 from apps.audit.services import record as audit
+from apps.audit.services import record_many
 from apps.core import presence
 from apps.core.realtime import send_events_on_commit, user_group
 from apps.records.access import PatientAccess, deny, get_item_for_user
@@ -209,28 +210,42 @@ def raise_alerts(evaluation: Evaluation) -> list[Alert]:
             alert.save(update_fields=["value", "measured_at", "cleared_at"])
         links.append((alert, [p.pk for p in transition.breaching]))
         touched[alert.pk] = alert
-    for rule, transition in evaluation.cleared:
-        cleared = Alert.objects.filter(rule=rule, cleared_at__isnull=True).exclude(
-            state=Alert.State.RESOLVED
+    # Back to normal: only where a rule's last transition of the batch is the clearing one.
+    last_fire = {rule.pk: (t.point.at, t.point.pk) for rule, t in evaluation.fired}
+    clears = {
+        rule.pk: t.point.at
+        for rule, t in evaluation.cleared
+        if rule.pk not in last_fire or (t.point.at, t.point.pk) > last_fire[rule.pk]
+    }
+    if clears:
+        cleared = list(
+            Alert.objects.select_for_update()
+            .filter(rule_id__in=list(clears), cleared_at__isnull=True)
+            .exclude(state=Alert.State.RESOLVED)
         )
-        for alert in cleared.select_for_update():
-            alert.cleared_at = transition.point.at
-            alert.save(update_fields=["cleared_at"])
+        for alert in cleared:
+            alert.cleared_at = clears[alert.rule_id] if alert.rule_id else None
             touched[alert.pk] = alert
+        Alert.objects.bulk_update(cleared, ["cleared_at"])
     through = Alert.readings.through
     through.objects.bulk_create(
         [through(alert_id=alert.pk, observation_id=pk) for alert, pks in links for pk in pks],
         ignore_conflicts=True,
     )
     raised = [alert for alert, _pks in links]
-    for alert in raised:
-        audit(
-            Action.CREATE,
-            object_type="devices.alert",
-            object_id=str(alert.pk),
-            patient_id=str(alert.patient_id),
-            detail={"rule": alert.rule_id, "severity": alert.severity, "code": alert.code},
-        )
+    record_many(  # one append to the audit chain for the batch's alerts
+        [
+            AuditEvent(
+                occurred_at=now,
+                action=Action.CREATE,
+                object_type="devices.alert",
+                object_id=str(alert.pk),
+                patient_id=str(alert.patient_id),
+                detail={"rule": alert.rule_id, "severity": alert.severity, "code": alert.code},
+            )
+            for alert in raised
+        ]
+    )
     push_alerts(list(touched.values()))
     if raised:
         from ..tasks import alerts_raised
