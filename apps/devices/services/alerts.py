@@ -24,14 +24,15 @@ from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
-from apps.accounts.models import CLINICAL_ROLES, User
+from apps.accounts.models import User
 from apps.audit.models import Action, AuditEvent
 from apps.audit.services import record as audit
 from apps.audit.services import record_many
 from apps.core import presence
 from apps.core.realtime import send_events_on_commit, user_group
 from apps.records.access import PatientAccess, deny, get_item_for_user
-from apps.records.models import CareTeamMember, Concept, Patient
+from apps.records.models import Concept, Patient
+from apps.records.services.care_team import clinical_memberships
 
 from ..models import Alert, OnCallShift, Severity, ThresholdRule
 from ..units import MEASUREMENTS
@@ -103,17 +104,7 @@ def _window(window: dt.timedelta | None) -> str:
 def care_team_members(patient_ids: Iterable[int]) -> dict[int, list[User]]:
     """The current clinical members of each patient's active care teams (one query)."""
     members: dict[int, list[User]] = defaultdict(list)
-    rows = (
-        CareTeamMember.objects.filter(
-            care_team__patient_id__in=list(patient_ids),
-            care_team__active=True,
-            ended_at__isnull=True,
-            user__is_active=True,
-            user__role__in=list(CLINICAL_ROLES),
-        )
-        .select_related("user", "care_team")
-        .order_by("user_id")
-    )
+    rows = clinical_memberships(patient_ids).select_related("user", "care_team").order_by("user_id")
     for row in rows:
         team = members[row.care_team.patient_id]
         if all(user.pk != row.user_id for user in team):
@@ -397,13 +388,11 @@ def escalation_chain(alert: Alert, at: dt.datetime) -> list[User]:
     for shift in shifts:
         if by_id[shift.user_id] not in chain:
             chain.append(by_id[shift.user_id])
-    leads = CareTeamMember.objects.filter(
-        care_team__patient_id=alert.patient_id,
-        care_team__active=True,
-        ended_at__isnull=True,
-        is_lead=True,
-        user_id__in=list(by_id),
-    ).values_list("user_id", flat=True)
+    leads = (
+        clinical_memberships([alert.patient_id])
+        .filter(is_lead=True)
+        .values_list("user_id", flat=True)
+    )
     for user_id in sorted(set(leads)):
         if by_id[user_id] not in chain:
             chain.append(by_id[user_id])

@@ -11,10 +11,10 @@ from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
-from apps.accounts.models import CLINICAL_ROLES
 from apps.core import presence
 from apps.core.realtime import send_events_on_commit, user_group
-from apps.records.models import CareTeamMember, Patient
+from apps.records.models import Patient
+from apps.records.services.care_team import clinical_memberships
 
 from ..models import SEVERITY_RANK, ThresholdRule
 
@@ -39,13 +39,7 @@ def viewers(patient_ids: Iterable[int]) -> dict[int, set[int]]:
     """Per patient, the user ids that may see its readings live: care team and the patient."""
     patient_ids = list(patient_ids)
     found: dict[int, set[int]] = defaultdict(set)
-    members = CareTeamMember.objects.filter(
-        care_team__patient_id__in=patient_ids,
-        care_team__active=True,
-        ended_at__isnull=True,
-        user__is_active=True,
-        user__role__in=list(CLINICAL_ROLES),
-    ).values_list("care_team__patient_id", "user_id")
+    members = clinical_memberships(patient_ids).values_list("care_team__patient_id", "user_id")
     for patient_id, user_id in members:
         found[patient_id].add(user_id)
     owners = Patient.objects.filter(pk__in=patient_ids, user__isnull=False).values_list(

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from django.db import transaction
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 from guardian.shortcuts import assign_perm, remove_perm
@@ -97,6 +100,17 @@ def current_members(patient: Patient) -> list[CareTeamMember]:
         )
         .select_related("user")
         .order_by("-is_lead", "user__last_name")
+    )
+
+
+def clinical_memberships(patient_ids: Iterable[int]) -> QuerySet[CareTeamMember]:
+    """Current memberships of active clinical staff in the patients' active care teams."""
+    return CareTeamMember.objects.filter(
+        care_team__patient_id__in=list(patient_ids),
+        care_team__active=True,
+        ended_at__isnull=True,
+        user__is_active=True,
+        user__role__in=list(CLINICAL_ROLES),
     )
 
 
