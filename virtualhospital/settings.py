@@ -118,6 +118,7 @@ INSTALLED_APPS = [
     "apps.records",
     "apps.scheduling",
     "apps.devices",
+    "apps.teleconsult",
     "apps.interop",
 ]
 
@@ -330,7 +331,18 @@ DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "Hôpital virtuel <noreply@lo
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
 SMS_BACKEND = env_str("SMS_BACKEND", "apps.notifications.sms.ConsoleSmsBackend")
 SMS_HTTP_URL = env_str("SMS_HTTP_URL", "")
+# Video consultations: STUN/TURN servers given to browsers. TURN credentials are short-lived,
+# derived from TURN_SECRET with coturn's REST-API scheme (`use-auth-secret` in turnserver.conf).
+STUN_URLS = env_list("STUN_URLS", [])
 TURN_URLS = env_list("TURN_URLS", [])
+TURN_SECRET = env_secret("TURN_SECRET")
+if TURN_URLS and not TURN_SECRET:
+    raise ConfigError("TURN_SECRET", "required when TURN_URLS is set (coturn static-auth-secret)")
+if not all(u.split(":", 1)[0] in ("turn", "turns") for u in TURN_URLS):
+    raise ConfigError("TURN_URLS", f"turn: or turns: URLs expected, not {TURN_URLS}")
+if not all(u.split(":", 1)[0] in ("stun", "stuns") for u in STUN_URLS):
+    raise ConfigError("STUN_URLS", f"stun: or stuns: URLs expected, not {STUN_URLS}")
+TURN_CREDENTIAL_SECONDS = env_int("TURN_CREDENTIAL_SECONDS", 4 * 3600, minimum=60)
 
 # Static files: front-end libraries arrive in static/vendor/ from package.json at set-up.
 STATIC_URL = "/static/"
@@ -437,6 +449,23 @@ DEVICES_ESCALATION_MINUTES = {
     "critical": env_int("DEVICES_ESCALATION_MINUTES_CRITICAL", 5, minimum=1),
     "warning": env_int("DEVICES_ESCALATION_MINUTES_WARNING", 15, minimum=1),
 }
+
+# Video consultations (apps/teleconsult).
+# The patient may enter the waiting room this many minutes before the appointment, and the room
+# stays usable this many minutes after its planned end.
+TELECONSULT_EARLY_MINUTES = env_int("TELECONSULT_EARLY_MINUTES", 30, minimum=0)
+TELECONSULT_LATE_MINUTES = env_int("TELECONSULT_LATE_MINUTES", 60, minimum=0)
+# Guest links expire after this many minutes (and always when the consultation ends).
+TELECONSULT_GUEST_LINK_MINUTES = env_int("TELECONSULT_GUEST_LINK_MINUTES", 120, minimum=5)
+# Recordings are deleted this many days after the call.
+TELECONSULT_RECORDING_RETENTION_DAYS = env_int(
+    "TELECONSULT_RECORDING_RETENTION_DAYS", 30, minimum=1
+)
+TELECONSULT_RECORDING_CHUNK_BYTES = env_int(
+    "TELECONSULT_RECORDING_CHUNK_BYTES", 8 * 1024 * 1024, minimum=64 * 1024
+)
+# Signalling messages one connection may send per 10 seconds before being throttled.
+TELECONSULT_SIGNAL_RATE = env_int("TELECONSULT_SIGNAL_RATE", 300, minimum=10)
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

@@ -48,6 +48,17 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
             "url",
         }
     ),
+    # Video consultations (apps/teleconsult), sent to a room's group `consult.<room>`:
+    # the room closed (call ended, appointment cancelled): every socket of it closes.
+    "consult.closed": frozenset({"room", "reason"}),
+    # Something about who may be in the room changed: each socket re-checks its access.
+    "consult.recheck": frozenset({"room"}),
+    # A chat line; `file` is null or {"name", "size", "url"}.
+    "consult.chat": frozenset({"room", "id", "author", "seat", "sent_at", "text", "file"}),
+    # Recording consents and state: `consents` maps seat → bool; `recording` is null or an id.
+    "consult.recording": frozenset({"room", "consents", "recording", "allowed"}),
+    # To the clinicians of a consultation (their user groups): who is waiting to be admitted.
+    "consult.waiting": frozenset({"room", "patient_name", "waiting", "url"}),
 }
 
 # Message types that consumers implement as `realtime_event` (one event) and
