@@ -218,6 +218,10 @@ CELERY_BEAT_SCHEDULE = {
     "audit-checkpoint": {"task": "apps.audit.tasks.checkpoint_audit", "schedule": 3600.0},
     "fhir-export-purge": {"task": "apps.interop.tasks.purge_expired_exports", "schedule": 3600.0},
     "devices-escalate": {"task": "apps.devices.tasks.escalate_alerts", "schedule": 30.0},
+    "teleconsult-purge-recordings": {
+        "task": "apps.teleconsult.tasks.purge_recordings",
+        "schedule": 3600.0,
+    },
     "scheduling-reminders": {"task": "apps.scheduling.tasks.send_reminders", "schedule": 300.0},
     "scheduling-offers": {
         "task": "apps.scheduling.tasks.expire_waiting_list_offers",
@@ -336,10 +340,10 @@ SMS_HTTP_URL = env_str("SMS_HTTP_URL", "")
 STUN_URLS = env_list("STUN_URLS", [])
 TURN_URLS = env_list("TURN_URLS", [])
 TURN_SECRET = env_secret("TURN_SECRET")
-if TURN_URLS and not TURN_SECRET:
-    raise ConfigError("TURN_SECRET", "required when TURN_URLS is set (coturn static-auth-secret)")
 if not all(u.split(":", 1)[0] in ("turn", "turns") for u in TURN_URLS):
     raise ConfigError("TURN_URLS", f"turn: or turns: URLs expected, not {TURN_URLS}")
+if TURN_URLS and not TURN_SECRET:
+    raise ConfigError("TURN_SECRET", "required when TURN_URLS is set (coturn static-auth-secret)")
 if not all(u.split(":", 1)[0] in ("stun", "stuns") for u in STUN_URLS):
     raise ConfigError("STUN_URLS", f"stun: or stuns: URLs expected, not {STUN_URLS}")
 TURN_CREDENTIAL_SECONDS = env_int("TURN_CREDENTIAL_SECONDS", 4 * 3600, minimum=60)

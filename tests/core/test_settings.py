@@ -59,6 +59,9 @@ def run_manage(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         ("REDIS_URL", "http://127.0.0.1:6379"),
         ("STAFF_IDLE_TIMEOUT", "soon"),
         ("TIME_ZONE", "Mars/Olympus"),
+        ("TURN_URLS", "https://turn.example.org"),
+        ("STUN_URLS", "turn:stun.example.org"),
+        ("TELECONSULT_RECORDING_RETENTION_DAYS", "0"),
     ],
 )
 def test_a_bad_value_stops_start_up_naming_the_variable(variable: str, value: str) -> None:
@@ -66,6 +69,14 @@ def test_a_bad_value_stops_start_up_naming_the_variable(variable: str, value: st
 
     assert result.returncode != 0
     assert variable in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_turn_servers_need_the_shared_secret() -> None:
+    result = run_manage("check", TURN_URLS="turn:turn.example.org:3478")
+
+    assert result.returncode != 0
+    assert "TURN_SECRET" in result.stderr
     assert "Traceback" not in result.stderr
 
 
