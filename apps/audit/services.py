@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,7 +14,15 @@ from django.utils import timezone
 
 from apps.core.net import get_client_ip, get_user_agent
 
-from .models import GENESIS_HASH, Action, AuditCheckpoint, AuditEvent, Outcome
+from .models import (
+    GENESIS_HASH,
+    HASHED_FIELDS,
+    Action,
+    AuditCheckpoint,
+    AuditEvent,
+    Outcome,
+    canonical_json,
+)
 
 # Any constant works: it only has to be the same for every writer of the chain.
 _CHAIN_LOCK_ID = 0x5648_4155_4449_54
@@ -78,61 +88,59 @@ def record(
 def record_many(events: list[AuditEvent]) -> list[AuditEvent]:
     """Append unsaved events built by the caller (a batch): one lock, one head read, one INSERT.
 
-    For bulk writers such as device ingestion; the events must carry `occurred_at`, the actor
-    and object fields, as `record` would have set them. On PostgreSQL the rows are written with
-    COPY and the events' `pk` stays None.
+    The events must carry `occurred_at`, the actor and object fields, as `record` would have
+    set them. They get their `seq` and hashes; on PostgreSQL their `pk` stays None (COPY).
     """
     if not events:
         return events
+    rows = [{name: getattr(event, name) for name in HASHED_FIELDS[1:-1]} for event in events]
+    for event, (seq, prev_hash, digest) in zip(events, record_rows(rows), strict=True):
+        event.seq, event.prev_hash, event.hash = seq, prev_hash, digest
+    return events
+
+
+def record_rows(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
+    """Append events given as plain field dicts (bulk writers: no model instances to build).
+
+    Each row holds every hashed field but `seq` and `prev_hash` (see `HASHED_FIELDS`), as
+    `record` would have set them. Returns each row's (seq, prev_hash, hash). One lock, one head
+    read and one COPY (PostgreSQL) or INSERT for the whole batch; the chain is the same as if
+    each row had gone through `record`.
+    """
+    if not rows:
+        return []
+    chained: list[tuple[int, str, str]] = []
     with transaction.atomic():
         _lock_chain()
         head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
         seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
-        for event in events:
+        for row in rows:
             seq += 1
-            event.seq, event.prev_hash = seq, prev_hash
-            event.hash = prev_hash = event.compute_hash()
+            row["seq"], row["prev_hash"] = seq, prev_hash
+            digest = hashlib.sha256(canonical_json(row).encode()).hexdigest()
+            chained.append((seq, prev_hash, digest))
+            row["hash"] = prev_hash = digest
         if connection.vendor == "postgresql":
-            _copy_events(events)  # the chain lock is held: the faster the better
+            _copy_rows(rows)  # the chain lock is held: the faster the better
         else:
-            AuditEvent.objects.bulk_create(events)
-    return events
+            AuditEvent.objects.bulk_create([AuditEvent(**row) for row in rows])
+    return chained
 
 
-_COPIED = (
-    "seq",
-    "occurred_at",
-    "actor_id",
-    "actor_label",
-    "actor_role",
-    "action",
-    "outcome",
-    "object_type",
-    "object_id",
-    "patient_id",
-    "ip",
-    "user_agent",
-    "detail",
-    "prev_hash",
-    "hash",
-)
+_COPIED = (*HASHED_FIELDS, "hash")
 
 
-def _copy_events(events: list[AuditEvent]) -> None:
-    """COPY the rows (every column but the id); the events keep `pk` None."""
-    from psycopg.types.json import Jsonb
-
+def _copy_rows(rows: list[dict[str, Any]]) -> None:
+    """COPY the rows (every column but the id), the JSON detail serialised once here."""
     table = connection.ops.quote_name(AuditEvent._meta.db_table)
     columns = ", ".join(connection.ops.quote_name(c) for c in _COPIED)
+    detail = _COPIED.index("detail")
     with connection.cursor() as cursor:
         with cursor.cursor.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:  # noqa: S608
-            for event in events:
-                copy.write_row(
-                    [
-                        Jsonb(event.detail) if name == "detail" else getattr(event, name)
-                        for name in _COPIED
-                    ]
-                )
+            for row in rows:
+                values = [row[name] for name in _COPIED]
+                values[detail] = json.dumps(values[detail], ensure_ascii=False)
+                copy.write_row(values)
 
 
 def do_checkpoint() -> AuditCheckpoint | None:

@@ -149,3 +149,40 @@ def test_a_batch_of_events_chains_after_single_ones_and_verifies(db: None) -> No
     seqs = list(AuditEvent.objects.order_by("seq").values_list("seq", flat=True))
     assert seqs == list(range(seqs[0], seqs[0] + 5))
     assert verify_chain().intact
+
+
+def test_plain_rows_chain_like_single_events_and_keep_their_detail(db: None) -> None:
+    from django.utils import timezone
+
+    from apps.audit.models import AuditEvent
+    from apps.audit.services import record_rows
+
+    first = record("read", object_type="records.patient", object_id="1")
+    rows = [
+        {
+            "occurred_at": timezone.now(),
+            "actor_id": None,
+            "actor_label": "",
+            "actor_role": "",
+            "action": "create",
+            "outcome": "success",
+            "object_type": "devices.reading",
+            "object_id": f"dev-{n}",
+            "patient_id": str(n),
+            "ip": None,
+            "user_agent": "",
+            "detail": {"observations": n, "note": "é \"quoted\""},
+        }
+        for n in range(3)
+    ]
+
+    chained = record_rows(rows)
+    last = record("read", object_type="records.patient", object_id="2")
+
+    assert [seq for seq, _prev, _hash in chained] == [first.seq + 1, first.seq + 2, first.seq + 3]
+    assert chained[0][1] == first.hash
+    assert last.prev_hash == chained[-1][2]
+    stored = AuditEvent.objects.get(seq=first.seq + 2)
+    assert stored.detail == {"observations": 1, "note": 'é "quoted"'}
+    assert stored.hash == chained[1][2] == stored.compute_hash()
+    assert verify_chain().intact

@@ -24,9 +24,9 @@ from django.db.models import BinaryField, F
 from django.db.models.functions import Cast, Coalesce, Greatest
 from django.utils import timezone
 
-from apps.audit.models import Action, AuditEvent
+from apps.audit.models import Action
 from apps.audit.models import Outcome as AuditOutcome
-from apps.audit.services import record_many
+from apps.audit.services import record_rows
 from apps.core import crypto
 from apps.records.models import CodeSystem, Concept, Observation, Source, interpret
 
@@ -511,32 +511,32 @@ def _touch_devices(rows: list[_Accepted]) -> None:
 
 
 def _audit(rows: list[_Accepted], stored: list[Stored]) -> None:
-    """One audit row per patient for the batch, appended to the chain in one INSERT."""
+    """One audit row per patient for the batch, appended to the chain in one COPY."""
     per_patient: dict[int, Counter[str]] = {}
     for obs in stored:
         per_patient.setdefault(obs.patient_id, Counter())[obs.device_id] += 1
     transports = sorted({row.raw.transport for row in rows})
     now = timezone.now()
-    record_many(
+    record_rows(
         [
-            AuditEvent(
-                occurred_at=now,
-                actor_id=None,
-                actor_label="",
-                actor_role="",
-                action=Action.CREATE,
-                outcome=AuditOutcome.SUCCESS,
-                object_type="devices.reading",
-                object_id=",".join(sorted(devices))[:100],
-                patient_id=str(patient_pk),
-                ip=None,
-                user_agent="",
-                detail={
+            {
+                "occurred_at": now,
+                "actor_id": None,
+                "actor_label": "",
+                "actor_role": "",
+                "action": Action.CREATE.value,
+                "outcome": AuditOutcome.SUCCESS.value,
+                "object_type": "devices.reading",
+                "object_id": ",".join(sorted(devices))[:100],
+                "patient_id": str(patient_pk),
+                "ip": None,
+                "user_agent": "",
+                "detail": {
                     "observations": sum(devices.values()),
                     "devices": dict(devices),
                     "transport": transports,
                 },
-            )
+            }
             for patient_pk, devices in per_patient.items()
         ]
     )
