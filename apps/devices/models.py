@@ -110,7 +110,10 @@ class Device(FhirResource):
 class DeviceMessage(models.Model):
     """One accepted message; (device, message_id) is the dedupe key of redeliveries."""
 
-    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="messages")
+    # No index of its own: the unique (device, message_id) constraint leads with it.
+    device = models.ForeignKey(
+        Device, on_delete=models.CASCADE, related_name="messages", db_index=False
+    )
     message_id = models.CharField(_("message id"), max_length=64)
     measured_at = models.DateTimeField(_("measured"))
     received_at = models.DateTimeField(_("received"))

@@ -280,6 +280,9 @@ class Observation(ClinicalItem):
         VITAL_SIGNS = "vital-signs", _("vital signs")
         LABORATORY = "laboratory", _("laboratory")
 
+    # Not indexed alone: the (patient, effective_at) and (patient, code, effective_at) indexes
+    # lead with it, and device ingestion appends many rows a second.
+    patient = models.ForeignKey(Patient, on_delete=models.CASCADE, related_name="+", db_index=False)
     code = models.ForeignKey(Concept, on_delete=models.PROTECT, related_name="+")
     category = models.CharField(_("category"), max_length=20, choices=Category.choices)
     status = models.CharField(_("status"), max_length=20, default="final")
