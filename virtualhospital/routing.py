@@ -3,7 +3,9 @@
 from django.urls import path
 
 from apps.notifications.consumers import NotificationConsumer
+from apps.teleconsult.consumers import ConsultConsumer
 
 websocket_urlpatterns = [
     path("ws/notifications/", NotificationConsumer.as_asgi()),
+    path("ws/consult/<str:room>/", ConsultConsumer.as_asgi()),
 ]

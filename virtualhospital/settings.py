@@ -193,7 +193,15 @@ if REDIS_URL:
             "CONFIG": {
                 # redis-py 8 times out reads after 5 s by default, exactly channels-redis's
                 # blocking-pop time: give the socket more than that.
-                "hosts": [{"address": REDIS_URL, "socket_timeout": 30}],
+                "hosts": [
+                    {
+                        "address": REDIS_URL,
+                        "socket_timeout": 30,
+                        # redis-py 8 caps a pool at 100 connections and then raises instead of
+                        # waiting; a busy web process holds one per command in flight.
+                        "max_connections": env_int("REDIS_MAX_CONNECTIONS", 1000, minimum=10),
+                    }
+                ],
                 "prefix": env_str("CHANNEL_PREFIX", "vh"),
             },
         }

@@ -19,6 +19,7 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         if user.is_clinician:
             items.append((_("My patients"), reverse("records:my_patients")))
             items.append((_("Agenda"), reverse("scheduling:team_agenda")))
+            items.append((_("Video consultations"), reverse("teleconsult:consultations")))
             items.append((_("Follow-ups"), reverse("scheduling:follow_ups")))
             items.append((_("Monitoring"), reverse("devices:dashboard")))
             items.append((_("Alerts"), reverse("devices:alerts")))

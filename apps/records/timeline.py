@@ -160,7 +160,8 @@ register(
     Source(
         "encounter",
         _("Encounter"),
-        _visible(Encounter),
+        # A video consultation's Encounter is listed by its consultation (apps/teleconsult).
+        lambda access: access.visible(Encounter.objects.filter(consultation__isnull=True)),
         "started_at",
         lambda obj, access: (
             str(obj.get_kind_display()).capitalize(),

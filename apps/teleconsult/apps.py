@@ -6,3 +6,6 @@ class TeleconsultConfig(AppConfig):
     name = "apps.teleconsult"
     label = "teleconsult"
     verbose_name = _("Video consultations")
+
+    def ready(self) -> None:
+        from . import fhir, signals, timeline  # noqa: F401 - receivers, FHIR extras, timeline

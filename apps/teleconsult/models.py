@@ -198,6 +198,13 @@ class RecordingConsent(models.Model):
     class Meta:
         verbose_name = _("recording consent")
         verbose_name_plural = _("recording consents")
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consultation", "user"],
+                condition=Q(withdrawn_at__isnull=True),
+                name="one_active_consent",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self.get_seat_display()} {self.given_at:%Y-%m-%d %H:%M}"
@@ -255,6 +262,13 @@ class Recording(models.Model):
         verbose_name = _("recording")
         verbose_name_plural = _("recordings")
         indexes = [models.Index(fields=["status", "delete_after"])]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["consultation"],
+                condition=Q(status="recording"),
+                name="one_running_recording",
+            ),
+        ]
 
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} {self.started_at:%Y-%m-%d %H:%M}"

@@ -171,7 +171,7 @@ def test_plain_rows_chain_like_single_events_and_keep_their_detail(db: None) -> 
             "patient_id": str(n),
             "ip": None,
             "user_agent": "",
-            "detail": {"observations": n, "note": "é \"quoted\""},
+            "detail": {"observations": n, "note": 'é "quoted"'},
         }
         for n in range(3)
     ]

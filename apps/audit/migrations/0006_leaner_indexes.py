@@ -4,20 +4,44 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('audit', '0005_drop_redundant_patient_index'),
+        ("audit", "0005_drop_redundant_patient_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='auditevent',
-            name='action',
-            field=models.CharField(choices=[('read', 'read'), ('create', 'create'), ('update', 'update'), ('delete', 'delete'), ('denied', 'denied'), ('login', 'login'), ('login-failed', 'login failed'), ('logout', 'logout'), ('otp-verified', 'second factor verified'), ('otp-failed', 'second factor failed'), ('otp-enabled', 'second factor enabled'), ('otp-disabled', 'second factor disabled'), ('export', 'export'), ('token-issued', 'API token issued'), ('token-revoked', 'API token revoked'), ('invited', 'invitation sent'), ('deactivated', 'account deactivated'), ('session-expired', 'session expired'), ('break-glass', 'emergency access'), ('sign', 'signed')], max_length=20, verbose_name='action'),
+            model_name="auditevent",
+            name="action",
+            field=models.CharField(
+                choices=[
+                    ("read", "read"),
+                    ("create", "create"),
+                    ("update", "update"),
+                    ("delete", "delete"),
+                    ("denied", "denied"),
+                    ("login", "login"),
+                    ("login-failed", "login failed"),
+                    ("logout", "logout"),
+                    ("otp-verified", "second factor verified"),
+                    ("otp-failed", "second factor failed"),
+                    ("otp-enabled", "second factor enabled"),
+                    ("otp-disabled", "second factor disabled"),
+                    ("export", "export"),
+                    ("token-issued", "API token issued"),
+                    ("token-revoked", "API token revoked"),
+                    ("invited", "invitation sent"),
+                    ("deactivated", "account deactivated"),
+                    ("session-expired", "session expired"),
+                    ("break-glass", "emergency access"),
+                    ("sign", "signed"),
+                ],
+                max_length=20,
+                verbose_name="action",
+            ),
         ),
         migrations.AlterField(
-            model_name='auditevent',
-            name='hash',
+            model_name="auditevent",
+            name="hash",
             field=models.CharField(editable=False, max_length=64),
         ),
     ]

@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('devices', '0002_thresholds_alerts'),
+        ("devices", "0002_thresholds_alerts"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='devicemessage',
-            name='device',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='messages', to='devices.device'),
+            model_name="devicemessage",
+            name="device",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="messages",
+                to="devices.device",
+            ),
         ),
     ]

@@ -174,6 +174,8 @@ def patient_everything(request: HttpRequest, caller: Caller, fhir_id: str) -> Ht
     offset = _whole_number(request, "_offset", 0)
     types = _wanted_types(request, caller)
     total, rows = _page(_querysets(caller, types, patient, since), offset, count)
+    for rtype in {rtype.name: rtype for rtype, _row in rows}.values():
+        rtype.prepare_rows([row for kind, row in rows if kind is rtype])
     base = base_url(request)
     bundle = {
         "resourceType": "Bundle",

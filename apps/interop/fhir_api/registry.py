@@ -52,6 +52,12 @@ class ResourceType:
     # `_include` targets: param name -> FHIR type included.
     includes: tuple[str, ...] = ()
     base_filter: dict[str, Any] = field(default_factory=dict)
+    # Called with a page of rows before they are mapped (loads what to_fhir needs at once).
+    prepare: Callable[[list[Any]], None] | None = None
+
+    def prepare_rows(self, rows: list[Any]) -> None:
+        if self.prepare is not None and rows:
+            self.prepare(rows)
 
     def allows(self, caller: Any) -> bool:
         """Whether the caller may use this type at all, beyond its kind (types override it)."""

@@ -155,6 +155,8 @@ register(
         (Encounter,),
         to_fhir,
         patient_path="patient",
+        # The extras other apps add (a video consultation's participants): one load per page.
+        prepare=records_fhir.clinical.load_encounter_extras,
         params=_params(
             SearchParam("date", DATE, ("started_at",), sortable=True),
             SearchParam("status", TOKEN, ("status",)),

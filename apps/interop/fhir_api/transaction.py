@@ -241,6 +241,7 @@ def _read(
         if not query.summary_count:
             rows.extend(queryset[query.offset : query.offset + query.count])
     rows = rows[: query.count]
+    rtype.prepare_rows(rows)
     patients = {p.pk for p in (patient_of(rtype, row) for row in rows) if p is not None}
     audit_access(
         request,

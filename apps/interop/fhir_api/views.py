@@ -304,6 +304,7 @@ def search(request: HttpRequest, caller: Caller, rtype: ResourceType, params: An
     caller.require(rtype.name, "s")
     query = parse(rtype, rtype.models[0], params)
     total, rows = _run(caller, rtype, query, _pinned_patient(rtype, params))
+    rtype.prepare_rows(rows)
     base = base_url(request)
     bundle: dict[str, Any] = {
         "resourceType": "Bundle",

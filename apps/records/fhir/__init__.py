@@ -56,7 +56,10 @@ Clinical items (all below)      patient → subject (AllergyIntolerance: patient
                                 named per resource, else ext:recorded / ext:recorder
 Encounter                       Encounter: status, kind → class (v3 ActCode), reason →
                                 reasonCode[0].text, practitioner → participant[0].individual,
-                                started_at/ended_at → period
+                                started_at/ended_at → period; extras registered by other
+                                apps (a video consultation): the other clinicians who
+                                attended → participant[1..] (SPRF), appointment[0], length
+                                (whole minutes of the call)
 Condition                       Condition: code, clinical_status → clinicalStatus,
                                 verification_status → verificationStatus, onset_date →
                                 onsetDateTime, abatement_date → abatementDateTime, note →

@@ -23,7 +23,14 @@ from apps.accounts.models import User
 from apps.devices.models import Device
 
 from ..models import Concept, Condition, Encounter, Observation, ObservationNote
-from .clinical import device_reference
+from .clinical import (
+    SECONDARY_PERFORMER,
+    EncounterExtras,
+    device_reference,
+    encounter_extras,
+    extra_participants,
+    minutes_duration,
+)
 from .codes import (
     ENCOUNTER_CLASS_DISPLAY,
     EXT,
@@ -332,6 +339,8 @@ _RECORDER_URL = EXT + "recorder"
 _PRIMARY_PERFORMER = _clean(
     [_cc(TERMINOLOGY + "v3-ParticipationType", "PPRF", "primary performer")]
 )
+_SECONDARY_PERFORMER = _clean([_cc(*SECONDARY_PERFORMER)])
+_NO_EXTRAS = EncounterExtras()
 _PROBLEM_LIST = _clean(
     [_cc(TERMINOLOGY + "condition-category", "problem-list-item", "Problem List Item")]
 )
@@ -374,14 +383,29 @@ def encounter_lines(queryset: models.QuerySet[Any], block_size: int) -> Iterator
         F("practitioner_id"),
         _text("started_at"),
         _text("ended_at"),
+        F("pk"),
     )
     rows = _plain(queryset).values_list(*columns)
     for block in _blocks(rows.iterator(chunk_size=block_size), block_size):
-        related.load_users([*(row[5] for row in block), *(row[10] for row in block)])
+        # What other apps know of these encounters (teleconsult: the call), once per block.
+        extras = encounter_extras([row[-1] for row in block])
+        others = {
+            row[-1]: extra_participants(extras[row[-1]], row[10])
+            for row in block
+            if row[-1] in extras
+        }
+        related.load_users(
+            [
+                *(row[5] for row in block),
+                *(row[10] for row in block),
+                *(pk for people in others.values() for pk in people),
+            ]
+        )
         lines = []
         for row in block:
             patient, recorded_by, recorded_at = row[3], row[5], row[6]
-            status, kind, reason, practitioner, started_at, ended_at = row[7:]
+            status, kind, reason, practitioner, started_at, ended_at, pk = row[7:]
+            extra = extras.get(pk, _NO_EXTRAS)
             resource = _head("Encounter", row, related)
             extension: list[Fragment] = []
             if recorded_at is not None:
@@ -397,10 +421,20 @@ def encounter_lines(queryset: models.QuerySet[Any], block_size: int) -> Iterator
                 resource["status"] = status
             if kind:
                 resource["class"] = _memo(classes, kind, _encounter_class)
+            participants: list[Fragment] = []
             if practitioner is not None:
-                resource["participant"] = [
+                participants.append(
                     {"type": _PRIMARY_PERFORMER, "individual": related.users[practitioner]}
-                ]
+                )
+            for person in others.get(pk, ()):
+                participant: Fragment = {"type": _SECONDARY_PERFORMER}
+                if (individual := related.users.get(person)) is not None:
+                    participant["individual"] = individual
+                participants.append(participant)
+            if participants:
+                resource["participant"] = participants
+            if extra.appointment:
+                resource["appointment"] = [{"reference": f"Appointment/{extra.appointment}"}]
             period: Fragment = {}
             if started_at is not None:
                 period["start"] = _instant(started_at)
@@ -408,6 +442,8 @@ def encounter_lines(queryset: models.QuerySet[Any], block_size: int) -> Iterator
                 period["end"] = _instant(ended_at)
             if period:
                 resource["period"] = period
+            if extra.minutes is not None:
+                resource["length"] = minutes_duration(extra.minutes)
             if reason:
                 resource["reasonCode"] = [{"text": reason}]
             lines.append(orjson.dumps(resource, option=LINE_OPTIONS))

@@ -4,10 +4,14 @@ connected devices (Device, read-only)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from django.utils import timezone
+
+from apps.accounts.models import User
 
 from ..models import (
     AllergyIntolerance,
@@ -71,6 +75,79 @@ if TYPE_CHECKING:
     from apps.devices.models import Device
 
 
+@dataclass(frozen=True)
+class EncounterExtras:
+    """What an app built on the record knows of an Encounter beyond its row.
+
+    Teleconsult (a video consultation is an Encounter): the clinicians who attended, the
+    appointment it fulfils and the call's length. The records app does not import those apps:
+    they register a provider (`register_encounter_extras`) from their `ready()`.
+    """
+
+    # Accounts of the people who also took part, in order (the practitioner is left out).
+    participants: tuple[int, ...] = ()
+    # The fhir_id of the Appointment the encounter fulfils.
+    appointment: str = ""
+    # The length in whole minutes, once it ended.
+    minutes: int | None = None
+
+
+# Given encounter pks, the extras of those it knows about (one or two queries, not per row).
+EncounterExtrasProvider = Callable[[Sequence[int]], dict[int, EncounterExtras]]
+_EXTRAS_PROVIDERS: list[EncounterExtrasProvider] = []
+# Where `load_encounter_extras` leaves them on an instance, for lists mapped one by one.
+_EXTRAS_ATTRIBUTE = "_fhir_extras"
+SECONDARY_PERFORMER = (TERMINOLOGY + "v3-ParticipationType", "SPRF", "secondary performer")
+
+
+def register_encounter_extras(provider: EncounterExtrasProvider) -> None:
+    if provider not in _EXTRAS_PROVIDERS:
+        _EXTRAS_PROVIDERS.append(provider)
+
+
+def encounter_extras(pks: Sequence[int]) -> dict[int, EncounterExtras]:
+    """The registered providers' extras of these encounters (absent: none known)."""
+    found: dict[int, EncounterExtras] = {}
+    if not pks:
+        return found
+    for provider in _EXTRAS_PROVIDERS:
+        for pk, extra in provider(pks).items():
+            before = found.get(pk)
+            if before is not None:
+                extra = EncounterExtras(
+                    before.participants + extra.participants,
+                    before.appointment or extra.appointment,
+                    before.minutes if before.minutes is not None else extra.minutes,
+                )
+            found[pk] = extra
+    return found
+
+
+def load_encounter_extras(encounters: Iterable[Encounter]) -> None:
+    """Fetch the extras of a page of encounters at once, before mapping them one by one."""
+    rows = list(encounters)
+    extras = encounter_extras([e.pk for e in rows])
+    for e in rows:
+        setattr(e, _EXTRAS_ATTRIBUTE, extras.get(e.pk, EncounterExtras()))
+
+
+def extra_participants(extras: EncounterExtras, practitioner_id: int | None) -> list[int]:
+    """The accounts to list as secondary performers: each once, never the primary one."""
+    seen = {practitioner_id}
+    people = []
+    for pk in extras.participants:
+        if pk not in seen:
+            seen.add(pk)
+            people.append(pk)
+    return people
+
+
+def minutes_duration(minutes: int | None) -> dict[str, Any] | None:
+    if minutes is None:
+        return None
+    return {"value": minutes, "unit": "min", "system": UCUM, "code": "min"}
+
+
 def _encounter_to(e: Encounter) -> dict[str, Any]:
     participant = None
     if e.practitioner_id is not None:
@@ -78,14 +155,29 @@ def _encounter_to(e: Encounter) -> dict[str, Any]:
             "type": [_cc(TERMINOLOGY + "v3-ParticipationType", "PPRF", "primary performer")],
             "individual": _user_ref(e.practitioner),
         }
+    extras = getattr(e, _EXTRAS_ATTRIBUTE, None)
+    if extras is None:
+        extras = encounter_extras([e.pk]).get(e.pk, EncounterExtras())
+    others = extra_participants(extras, e.practitioner_id)
+    people = User.objects.select_related("practitioner").in_bulk(others) if others else {}
     return _item(
         e,
         "Encounter",
         extension=_recorded_ext(e),
         status=e.status,
         **{"class": _coding(V3_ACT, e.kind, ENCOUNTER_CLASS_DISPLAY.get(e.kind))},
-        participant=[participant],
+        participant=[
+            participant,
+            *(
+                {"type": [_cc(*SECONDARY_PERFORMER)], "individual": _user_ref(people.get(pk))}
+                for pk in others
+            ),
+        ],
+        appointment=[{"reference": f"Appointment/{extras.appointment}"}]
+        if extras.appointment
+        else None,
         period=_period(e.started_at, e.ended_at),
+        length=minutes_duration(extras.minutes),
         reasonCode=[{"text": e.reason}],
     )
 

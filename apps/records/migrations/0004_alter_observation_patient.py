@@ -5,15 +5,19 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('records', '0003_observation_device_index'),
+        ("records", "0003_observation_device_index"),
     ]
 
     operations = [
         migrations.AlterField(
-            model_name='observation',
-            name='patient',
-            field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='records.patient'),
+            model_name="observation",
+            name="patient",
+            field=models.ForeignKey(
+                db_index=False,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="records.patient",
+            ),
         ),
     ]

@@ -17,6 +17,7 @@ from django.core.paginator import Paginator
 from django.db.models import Prefetch, Q
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_http_methods
@@ -24,7 +25,7 @@ from django.views.decorators.http import require_http_methods
 from apps.records.access import PatientAccess
 
 from ..forms_patient import CancelForm, JoinWaitingListForm, StatusForm
-from ..models import ACTIVE_STATUSES, Appointment, Participant, WaitingListEntry
+from ..models import ACTIVE_STATUSES, Appointment, Mode, Participant, WaitingListEntry
 from ..services import SchedulingError
 from ..services.booking import (
     CLOSING,
@@ -98,6 +99,33 @@ def my_appointments(request: HttpRequest) -> HttpResponse:
     return render(request, "scheduling/patient_appointments.html", context)
 
 
+def _video_entry(
+    appointment: Appointment, user: Any, participants: list[Participant], is_patient_self: bool
+) -> dict[str, Any] | None:
+    """The "join the video consultation" box: for the patient and the clinicians taking part.
+
+    The room (apps/teleconsult) lets the patient in from TELECONSULT_EARLY_MINUTES before the
+    start; before that the page says when it opens.
+    """
+    if appointment.mode != Mode.VIDEO or not appointment.is_active:
+        return None
+    taking_part = any(p.user_id == user.pk and p.active for p in participants)
+    if not is_patient_self and not taking_part:
+        return None
+    now = timezone.now()
+    opens_at = appointment.starts_at - dt.timedelta(minutes=settings.TELECONSULT_EARLY_MINUTES)
+    closes_at = appointment.ends_at + dt.timedelta(minutes=settings.TELECONSULT_LATE_MINUTES)
+    if now > closes_at:
+        return None
+    join_url = reverse("teleconsult:appointment", args=[appointment.pk])
+    return {
+        "open": taking_part or opens_at <= now,
+        "opens_at": opens_at,
+        "join_url": join_url,
+        "check_url": reverse("teleconsult:check") + "?next=" + join_url,
+    }
+
+
 def _transitions(appointment: Appointment) -> list[tuple[str, str]]:
     """The statuses staff may set now, with their labels."""
     found = []
@@ -158,6 +186,7 @@ def appointment_detail(request: HttpRequest, pk: int) -> HttpResponse:
         "cancel_form": cancel_form,
         "error": error,
         "rescheduled_to": Appointment.objects.filter(rescheduled_from=appointment).first(),
+        "video": _video_entry(appointment, user, participants, access.is_patient_self),
     }
     status = 400 if error or cancel_form.errors else 200
     return render(request, "scheduling/appointment.html", context, status=status)

@@ -9,178 +9,449 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
     dependencies = [
-        ('records', '0003_observation_device_index'),
-        ('scheduling', '0003_follow_up_requests'),
+        ("records", "0003_observation_device_index"),
+        ("scheduling", "0003_follow_up_requests"),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
     operations = [
         migrations.CreateModel(
-            name='Attendance',
+            name="Attendance",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seat', models.CharField(choices=[('clinician', 'clinician'), ('patient', 'patient'), ('guest', 'guest')], max_length=10)),
-                ('display_name', models.CharField(max_length=150)),
-                ('first_seen_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('admitted_at', models.DateTimeField(blank=True, null=True)),
-                ('denied_at', models.DateTimeField(blank=True, null=True)),
-                ('last_left_at', models.DateTimeField(blank=True, null=True)),
-                ('admitted_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('user', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "seat",
+                    models.CharField(
+                        choices=[
+                            ("clinician", "clinician"),
+                            ("patient", "patient"),
+                            ("guest", "guest"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("display_name", models.CharField(max_length=150)),
+                ("first_seen_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("admitted_at", models.DateTimeField(blank=True, null=True)),
+                ("denied_at", models.DateTimeField(blank=True, null=True)),
+                ("last_left_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "admitted_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='Consultation',
+            name="Consultation",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('room', models.CharField(default=apps.teleconsult.models.new_room_code, editable=False, max_length=32, unique=True)),
-                ('urgent', models.BooleanField(default=False, verbose_name='urgent')),
-                ('reason', models.CharField(blank=True, max_length=300, verbose_name='reason')),
-                ('status', models.CharField(choices=[('open', 'waiting room open'), ('live', 'in progress'), ('ended', 'ended'), ('cancelled', 'cancelled')], default='open', max_length=10, verbose_name='status')),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now, verbose_name='opened')),
-                ('started_at', models.DateTimeField(blank=True, null=True, verbose_name='call started')),
-                ('ended_at', models.DateTimeField(blank=True, null=True, verbose_name='call ended')),
-                ('appointment', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='consultation', to='scheduling.appointment')),
-                ('encounter', models.OneToOneField(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='consultation', to='records.encounter')),
-                ('ended_by', models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('opened_by', models.ForeignKey(null=True, on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
-                ('patient', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consultations', to='records.patient')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "room",
+                    models.CharField(
+                        default=apps.teleconsult.models.new_room_code,
+                        editable=False,
+                        max_length=32,
+                        unique=True,
+                    ),
+                ),
+                ("urgent", models.BooleanField(default=False, verbose_name="urgent")),
+                ("reason", models.CharField(blank=True, max_length=300, verbose_name="reason")),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("open", "waiting room open"),
+                            ("live", "in progress"),
+                            ("ended", "ended"),
+                            ("cancelled", "cancelled"),
+                        ],
+                        default="open",
+                        max_length=10,
+                        verbose_name="status",
+                    ),
+                ),
+                (
+                    "created_at",
+                    models.DateTimeField(default=django.utils.timezone.now, verbose_name="opened"),
+                ),
+                (
+                    "started_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="call started"),
+                ),
+                (
+                    "ended_at",
+                    models.DateTimeField(blank=True, null=True, verbose_name="call ended"),
+                ),
+                (
+                    "appointment",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consultation",
+                        to="scheduling.appointment",
+                    ),
+                ),
+                (
+                    "encounter",
+                    models.OneToOneField(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.SET_NULL,
+                        related_name="consultation",
+                        to="records.encounter",
+                    ),
+                ),
+                (
+                    "ended_by",
+                    models.ForeignKey(
+                        blank=True,
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "opened_by",
+                    models.ForeignKey(
+                        null=True,
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
+                (
+                    "patient",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consultations",
+                        to="records.patient",
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'video consultation',
-                'verbose_name_plural': 'video consultations',
+                "verbose_name": "video consultation",
+                "verbose_name_plural": "video consultations",
             },
         ),
         migrations.CreateModel(
-            name='ChatMessage',
+            name="ChatMessage",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('sent_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('text', apps.core.fields.EncryptedTextField(blank=True, verbose_name='message')),
-                ('filename', models.CharField(blank=True, max_length=120)),
-                ('content_type', models.CharField(blank=True, max_length=60)),
-                ('size', models.PositiveIntegerField(blank=True, null=True)),
-                ('sha256', models.CharField(blank=True, max_length=64)),
-                ('storage_name', models.CharField(blank=True, max_length=80)),
-                ('key_id', models.CharField(blank=True, max_length=16)),
-                ('attendance', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to='teleconsult.attendance')),
-                ('consultation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='chat_messages', to='teleconsult.consultation')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("sent_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("text", apps.core.fields.EncryptedTextField(blank=True, verbose_name="message")),
+                ("filename", models.CharField(blank=True, max_length=120)),
+                ("content_type", models.CharField(blank=True, max_length=60)),
+                ("size", models.PositiveIntegerField(blank=True, null=True)),
+                ("sha256", models.CharField(blank=True, max_length=64)),
+                ("storage_name", models.CharField(blank=True, max_length=80)),
+                ("key_id", models.CharField(blank=True, max_length=16)),
+                (
+                    "attendance",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to="teleconsult.attendance",
+                    ),
+                ),
+                (
+                    "consultation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="chat_messages",
+                        to="teleconsult.consultation",
+                    ),
+                ),
             ],
             options={
-                'ordering': ['sent_at', 'pk'],
+                "ordering": ["sent_at", "pk"],
             },
         ),
         migrations.AddField(
-            model_name='attendance',
-            name='consultation',
-            field=models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='attendances', to='teleconsult.consultation'),
+            model_name="attendance",
+            name="consultation",
+            field=models.ForeignKey(
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="attendances",
+                to="teleconsult.consultation",
+            ),
         ),
         migrations.CreateModel(
-            name='GuestInvite',
+            name="GuestInvite",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('name', models.CharField(max_length=120, verbose_name="guest's name")),
-                ('relation', models.CharField(choices=[('interpreter', 'interpreter'), ('family', 'family member or carer'), ('clinician', 'another clinician'), ('other', 'other')], max_length=20, verbose_name='relation')),
-                ('token_hash', models.CharField(editable=False, max_length=64, unique=True)),
-                ('created_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('expires_at', models.DateTimeField(verbose_name='expires')),
-                ('used_at', models.DateTimeField(blank=True, null=True, verbose_name='used')),
-                ('session_key_hash', models.CharField(blank=True, editable=False, max_length=64)),
-                ('revoked_at', models.DateTimeField(blank=True, null=True, verbose_name='revoked')),
-                ('consultation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='invites', to='teleconsult.consultation')),
-                ('created_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("name", models.CharField(max_length=120, verbose_name="guest's name")),
+                (
+                    "relation",
+                    models.CharField(
+                        choices=[
+                            ("interpreter", "interpreter"),
+                            ("family", "family member or carer"),
+                            ("clinician", "another clinician"),
+                            ("other", "other"),
+                        ],
+                        max_length=20,
+                        verbose_name="relation",
+                    ),
+                ),
+                ("token_hash", models.CharField(editable=False, max_length=64, unique=True)),
+                ("created_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("expires_at", models.DateTimeField(verbose_name="expires")),
+                ("used_at", models.DateTimeField(blank=True, null=True, verbose_name="used")),
+                ("session_key_hash", models.CharField(blank=True, editable=False, max_length=64)),
+                ("revoked_at", models.DateTimeField(blank=True, null=True, verbose_name="revoked")),
+                (
+                    "consultation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="invites",
+                        to="teleconsult.consultation",
+                    ),
+                ),
+                (
+                    "created_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'guest invitation',
-                'verbose_name_plural': 'guest invitations',
+                "verbose_name": "guest invitation",
+                "verbose_name_plural": "guest invitations",
             },
         ),
         migrations.AddField(
-            model_name='attendance',
-            name='guest',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.CASCADE, related_name='+', to='teleconsult.guestinvite'),
+            model_name="attendance",
+            name="guest",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.CASCADE,
+                related_name="+",
+                to="teleconsult.guestinvite",
+            ),
         ),
         migrations.CreateModel(
-            name='Recording',
+            name="Recording",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('started_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('ended_at', models.DateTimeField(blank=True, null=True)),
-                ('status', models.CharField(choices=[('recording', 'recording'), ('complete', 'complete'), ('deleted', 'deleted')], default='recording', max_length=10)),
-                ('content_type', models.CharField(default='video/webm', max_length=60)),
-                ('size', models.PositiveBigIntegerField(default=0)),
-                ('chunks', models.PositiveIntegerField(default=0)),
-                ('delete_after', models.DateTimeField(verbose_name='deleted after')),
-                ('deleted_at', models.DateTimeField(blank=True, null=True)),
-                ('consultation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='recordings', to='teleconsult.consultation')),
-                ('started_by', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("started_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("ended_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "status",
+                    models.CharField(
+                        choices=[
+                            ("recording", "recording"),
+                            ("complete", "complete"),
+                            ("deleted", "deleted"),
+                        ],
+                        default="recording",
+                        max_length=10,
+                    ),
+                ),
+                ("content_type", models.CharField(default="video/webm", max_length=60)),
+                ("size", models.PositiveBigIntegerField(default=0)),
+                ("chunks", models.PositiveIntegerField(default=0)),
+                ("delete_after", models.DateTimeField(verbose_name="deleted after")),
+                ("deleted_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "consultation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="recordings",
+                        to="teleconsult.consultation",
+                    ),
+                ),
+                (
+                    "started_by",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'recording',
-                'verbose_name_plural': 'recordings',
+                "verbose_name": "recording",
+                "verbose_name_plural": "recordings",
             },
         ),
         migrations.CreateModel(
-            name='RecordingChunk',
+            name="RecordingChunk",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seq', models.PositiveIntegerField()),
-                ('size', models.PositiveIntegerField()),
-                ('sha256', models.CharField(max_length=64)),
-                ('storage_name', models.CharField(max_length=80, unique=True)),
-                ('key_id', models.CharField(max_length=16)),
-                ('recording', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='parts', to='teleconsult.recording')),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                ("seq", models.PositiveIntegerField()),
+                ("size", models.PositiveIntegerField()),
+                ("sha256", models.CharField(max_length=64)),
+                ("storage_name", models.CharField(max_length=80, unique=True)),
+                ("key_id", models.CharField(max_length=16)),
+                (
+                    "recording",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="parts",
+                        to="teleconsult.recording",
+                    ),
+                ),
             ],
         ),
         migrations.CreateModel(
-            name='RecordingConsent',
+            name="RecordingConsent",
             fields=[
-                ('id', models.BigAutoField(auto_created=True, primary_key=True, serialize=False, verbose_name='ID')),
-                ('seat', models.CharField(choices=[('clinician', 'clinician'), ('patient', 'patient'), ('guest', 'guest')], max_length=10)),
-                ('given_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('withdrawn_at', models.DateTimeField(blank=True, null=True)),
-                ('consultation', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='consents', to='teleconsult.consultation')),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.PROTECT, related_name='+', to=settings.AUTH_USER_MODEL)),
+                (
+                    "id",
+                    models.BigAutoField(
+                        auto_created=True, primary_key=True, serialize=False, verbose_name="ID"
+                    ),
+                ),
+                (
+                    "seat",
+                    models.CharField(
+                        choices=[
+                            ("clinician", "clinician"),
+                            ("patient", "patient"),
+                            ("guest", "guest"),
+                        ],
+                        max_length=10,
+                    ),
+                ),
+                ("given_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("withdrawn_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "consultation",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="consents",
+                        to="teleconsult.consultation",
+                    ),
+                ),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.PROTECT,
+                        related_name="+",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'verbose_name': 'recording consent',
-                'verbose_name_plural': 'recording consents',
+                "verbose_name": "recording consent",
+                "verbose_name_plural": "recording consents",
             },
         ),
         migrations.AddIndex(
-            model_name='consultation',
-            index=models.Index(fields=['patient', '-created_at'], name='teleconsult_patient_27b5d7_idx'),
+            model_name="consultation",
+            index=models.Index(
+                fields=["patient", "-created_at"], name="teleconsult_patient_27b5d7_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='consultation',
-            constraint=models.CheckConstraint(condition=models.Q(('ended_at__isnull', True), ('started_at__isnull', True), ('ended_at__gte', models.F('started_at')), _connector='OR'), name='consultation_ends_after_start'),
+            model_name="consultation",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    ("ended_at__isnull", True),
+                    ("started_at__isnull", True),
+                    ("ended_at__gte", models.F("started_at")),
+                    _connector="OR",
+                ),
+                name="consultation_ends_after_start",
+            ),
         ),
         migrations.AddIndex(
-            model_name='chatmessage',
-            index=models.Index(fields=['consultation', 'sent_at'], name='teleconsult_consult_417142_idx'),
+            model_name="chatmessage",
+            index=models.Index(
+                fields=["consultation", "sent_at"], name="teleconsult_consult_417142_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='attendance',
-            constraint=models.CheckConstraint(condition=models.Q(models.Q(('guest__isnull', True), ('user__isnull', False)), models.Q(('guest__isnull', False), ('user__isnull', True)), _connector='OR'), name='attendance_user_or_guest'),
+            model_name="attendance",
+            constraint=models.CheckConstraint(
+                condition=models.Q(
+                    models.Q(("guest__isnull", True), ("user__isnull", False)),
+                    models.Q(("guest__isnull", False), ("user__isnull", True)),
+                    _connector="OR",
+                ),
+                name="attendance_user_or_guest",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='attendance',
-            constraint=models.UniqueConstraint(condition=models.Q(('user__isnull', False)), fields=('consultation', 'user'), name='attendance_one_per_user'),
+            model_name="attendance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("user__isnull", False)),
+                fields=("consultation", "user"),
+                name="attendance_one_per_user",
+            ),
         ),
         migrations.AddConstraint(
-            model_name='attendance',
-            constraint=models.UniqueConstraint(condition=models.Q(('guest__isnull', False)), fields=('consultation', 'guest'), name='attendance_one_per_guest'),
+            model_name="attendance",
+            constraint=models.UniqueConstraint(
+                condition=models.Q(("guest__isnull", False)),
+                fields=("consultation", "guest"),
+                name="attendance_one_per_guest",
+            ),
         ),
         migrations.AddIndex(
-            model_name='recording',
-            index=models.Index(fields=['status', 'delete_after'], name='teleconsult_status_d3f0b8_idx'),
+            model_name="recording",
+            index=models.Index(
+                fields=["status", "delete_after"], name="teleconsult_status_d3f0b8_idx"
+            ),
         ),
         migrations.AddConstraint(
-            model_name='recordingchunk',
-            constraint=models.UniqueConstraint(fields=('recording', 'seq'), name='recording_chunk_seq'),
+            model_name="recordingchunk",
+            constraint=models.UniqueConstraint(
+                fields=("recording", "seq"), name="recording_chunk_seq"
+            ),
         ),
     ]

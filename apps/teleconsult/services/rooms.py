@@ -21,7 +21,8 @@ from typing import Any
 from django.conf import settings
 from django.db import transaction
 from django.http import Http404, HttpRequest
-from django.utils import timezone
+from django.urls import reverse
+from django.utils import timezone, translation
 from django.utils.translation import gettext as _
 
 from apps.accounts.models import CLINICAL_ROLES, Role, User
@@ -113,6 +114,8 @@ def patient_may_enter_now(consultation: Consultation, now: dt.datetime | None = 
     if window is None:
         return True
     moment = now or timezone.now()
+    if consultation.status == Consultation.Status.LIVE:
+        return moment >= window[0]  # a call in progress runs until a clinician ends it
     return window[0] <= moment <= window[1]
 
 
@@ -241,28 +244,50 @@ def room_for_appointment(appointment: Appointment) -> Consultation:
     return consultation
 
 
-@transaction.atomic
 def do_open_adhoc_room(
     user: User, patient_id: Any, *, reason: str = "", request: HttpRequest | None = None
 ) -> Consultation:
-    """An urgent room opened by a clinician of the patient's care team (no appointment)."""
+    """An urgent room opened by a clinician of the patient's care team (no appointment).
+
+    The patient is told at once (in-app, then by their usual channel) with the room's link.
+    """
+    # Checked before the transaction: a refusal's audit row must survive the Http404.
     if user.role not in CLINICAL_ROLES:
         raise deny(user, request=request, what="consultation", object_id=patient_id)
     access = get_patient_for_user(
         user, patient_id, request=request, need=Level.CLINICAL, what="consultation", action=None
     )
-    consultation = Consultation.objects.create(
-        patient=access.patient, opened_by=user, urgent=True, reason=reason[:300]
-    )
-    audit(
-        Action.CREATE,
-        request=request,
-        actor=user,
-        obj=consultation,
-        patient_id=str(access.patient.pk),
-        detail=access.audit_detail(what="consultation", urgent=True),
-    )
+    with transaction.atomic():
+        consultation = Consultation.objects.create(
+            patient=access.patient, opened_by=user, urgent=True, reason=reason[:300]
+        )
+        audit(
+            Action.CREATE,
+            request=request,
+            actor=user,
+            obj=consultation,
+            patient_id=str(access.patient.pk),
+            detail=access.audit_detail(what="consultation", urgent=True),
+        )
+        _call_the_patient(consultation, user)
     return consultation
+
+
+def _call_the_patient(consultation: Consultation, clinician: User) -> None:
+    owner = consultation.patient.user
+    if owner is None or not owner.is_active:
+        return
+    from apps.notifications.services import notify
+
+    with translation.override(owner.preferred_language or settings.LANGUAGE_CODE):
+        notify(
+            owner,
+            kind="appointment",
+            title=_("%(name)s is calling you: join the video consultation")
+            % {"name": clinician.get_full_name()},
+            body=_("Open the link to enter the waiting room of the call."),
+            link=reverse("teleconsult:room", args=[consultation.room]),
+        )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,11 +304,30 @@ def arrive(member: Member) -> Attendance:
         **lookup,
         defaults={"seat": member.seat, "display_name": member.display_name[:150]},
     )
-    if member.is_clinician and attendance.admitted_at is None:
-        attendance.admitted_at = timezone.now()
-        attendance.admitted_by = member.user
-        attendance.save(update_fields=["admitted_at", "admitted_by"])
+    changed: list[str] = []
+    if not created and attendance.last_left_at is not None:
+        attendance.last_left_at = None  # back in the room
+        changed.append("last_left_at")
+    if member.is_clinician and not is_admitted(attendance):
+        attendance.admitted_at, attendance.admitted_by, attendance.denied_at = (
+            timezone.now(),
+            member.user,
+            None,
+        )
+        changed += ["admitted_at", "admitted_by", "denied_at"]
+    if changed:
+        attendance.save(update_fields=changed)
     return attendance
+
+
+def leave(member: Member) -> None:
+    """The member's last socket closed (they may come back: `arrive` clears the mark)."""
+    lookup: dict[str, Any] = (
+        {"user": member.user} if member.user is not None else {"guest": member.guest}
+    )
+    Attendance.objects.filter(consultation=member.consultation, **lookup).update(
+        last_left_at=timezone.now()
+    )
 
 
 def is_admitted(attendance: Attendance) -> bool:
@@ -343,6 +387,8 @@ def _waiting(member: Member, key: str) -> Attendance:
     )
     if attendance is None:
         raise ConsultError(_("Nobody by that name is waiting."))
+    if attendance.seat == Seat.CLINICIAN:
+        raise ConsultError(_("Clinicians of the consultation need no admission."))
     return attendance
 
 
@@ -426,6 +472,9 @@ def do_end_call(member: Member, *, request: HttpRequest | None = None) -> Consul
         patient_id=str(consultation.patient_id),
         detail=member.audit_detail(ended=True),
     )
+    from .recording import stop_running_recordings  # recording imports this module
+
+    stop_running_recordings(consultation, member.user)
     room_closed(consultation, "ended")
     return consultation
 
