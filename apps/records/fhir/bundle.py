@@ -34,6 +34,7 @@ from ..models import (
     PractitionerRole,
     Prescription,
 )
+from .clinical import load_encounter_extras
 from .convert import to_fhir
 from .helpers import FhirError, _reference_id
 
@@ -120,8 +121,10 @@ def patient_bundle(access: PatientAccess, *, base: str | None = None) -> dict[st
         )
         clinical.extend(to_fhir(team) for team in _of(patient, teams.order_by("pk")))
         for queryset in _clinical_querysets(access):
-            rows = access.visible(queryset).order_by("pk")
-            clinical.extend(to_fhir(item) for item in _of(patient, rows))
+            items = list(_of(patient, access.visible(queryset).order_by("pk")))
+            if queryset.model is Encounter:
+                load_encounter_extras(items)  # what other apps add (a video call's people)
+            clinical.extend(to_fhir(item) for item in items)
         role_rows = PractitionerRole.objects.select_related("organization").order_by("pk")
         practitioners = list(
             Practitioner.objects.filter(fhir_id__in=_referenced(clinical, "Practitioner", set()))
