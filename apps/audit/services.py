@@ -75,7 +75,9 @@ def record(
         user_agent=user_agent[:300],
         detail=detail or {},
     )
-    with transaction.atomic():
+    # Inside the caller's transaction no savepoint: an audit row that fails must fail the
+    # whole change it records (and two round trips per audited action are saved).
+    with transaction.atomic(savepoint=False):
         _lock_chain()
         head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
         event.seq = (head["seq"] if head else 0) + 1
@@ -110,7 +112,7 @@ def record_rows(rows: list[dict[str, Any]]) -> list[tuple[int, str, str]]:
     if not rows:
         return []
     chained: list[tuple[int, str, str]] = []
-    with transaction.atomic():
+    with transaction.atomic(savepoint=False):  # see `record`
         _lock_chain()
         head = AuditEvent.objects.order_by("-seq").values("seq", "hash").first()
         seq, prev_hash = (head["seq"], head["hash"]) if head else (0, GENESIS_HASH)
