@@ -7,8 +7,10 @@ JavaScript that consumes them agree on one shape (tests check each type).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import hashlib
 import logging
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -66,6 +68,8 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
 CONSUMER_MESSAGE_TYPE = "realtime.event"
 CONSUMER_BATCH_TYPE = "realtime.events"
 
+Messages = list[tuple[str, dict[str, Any]]]  # (group, channel-layer message)
+
 
 class UnknownEvent(ValueError):
     pass
@@ -118,28 +122,109 @@ def _send_many(batch: list[tuple[dict[str, Any], list[str]]]) -> None:
     for event, groups in batch:
         for group in groups:
             per_group.setdefault(group, []).append(event)
-
-    async def send_all() -> None:
-        sends = [
-            layer.group_send(group, {"type": CONSUMER_BATCH_TYPE, "events": events})
+    _deliver(
+        layer,
+        [
+            (group, {"type": CONSUMER_BATCH_TYPE, "events": events})
             for group, events in per_group.items()
-        ]
-        for outcome in await asyncio.gather(*sends, return_exceptions=True):
-            if isinstance(outcome, Exception):
-                logger.error("could not push live events: %r", outcome)
-
-    try:
-        async_to_sync(send_all)()
-    except Exception:  # noqa: BLE001 - a live push must never break the committed work
-        logger.exception("could not push %d live events", len(batch))
+        ],
+    )
 
 
 def _send(event: dict[str, Any], groups: list[str]) -> None:
     layer = get_channel_layer()
     if layer is None:
         return
-    for group in groups:
+    _deliver(layer, [(group, {"type": CONSUMER_MESSAGE_TYPE, "event": event}) for group in groups])
+
+
+def _deliver(layer: Any, messages: Messages) -> None:
+    if type(layer).__module__.startswith("channels_redis"):
+        _pusher.submit(messages)  # returns at once; sent in order by the process's pusher
+        return
+    try:  # the in-memory layer belongs to the server's own event loop
+        async_to_sync(_send_groups)(layer, messages)
+    except Exception:  # noqa: BLE001 - a live push must never break the committed work
+        logger.exception("could not push live events to %d groups", len(messages))
+
+
+async def _send_groups(layer: Any, messages: Messages) -> None:
+    sends = [layer.group_send(group, message) for group, message in messages]
+    for outcome in await asyncio.gather(*sends, return_exceptions=True):
+        if isinstance(outcome, Exception):
+            logger.error("could not push live events: %r", outcome)
+
+
+class _Pusher:
+    """One event-loop thread per process that sends live events, in the order they came.
+
+    `async_to_sync` from a plain thread (the MQTT ingestor, Celery workers, commands) starts a
+    new event loop for each call, and channels-redis then opens new connections: about 2 ms per
+    commit, on the committing thread. Here the loop and its connections live as long as the
+    process, and the committing thread only hands the events over.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._queue: asyncio.Queue[Messages] | None = None
+        self._thread: threading.Thread | None = None
+
+    def submit(self, messages: Messages) -> None:
+        loop, queue = self._start()
+        loop.call_soon_threadsafe(queue.put_nowait, messages)
+
+    def flush(self, timeout: float = 5.0) -> None:
+        """Wait until everything handed over is sent (at exit, and for tests that need it)."""
+        loop, queue = self._loop, self._queue
+        if loop is None or queue is None or self._thread is None or not self._thread.is_alive():
+            return
+        done = asyncio.run_coroutine_threadsafe(queue.join(), loop)
         try:
-            async_to_sync(layer.group_send)(group, {"type": CONSUMER_MESSAGE_TYPE, "event": event})
-        except Exception:  # noqa: BLE001 - a live push must never break the committed work
-            logger.exception("could not push %s to %s", event["type"], group)
+            done.result(timeout)
+        except Exception:  # noqa: BLE001 - at exit, a push that cannot finish is dropped
+            logger.warning("live events still queued after %.0f s", timeout)
+
+    def _start(
+        self,
+    ) -> tuple[asyncio.AbstractEventLoop, asyncio.Queue[Messages]]:
+        with self._lock:
+            # After a fork (Celery's prefork pool) the parent's thread is not running here.
+            if self._thread is None or not self._thread.is_alive():
+                ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(ready,), name="realtime-pusher", daemon=True
+                )
+                self._thread.start()
+                ready.wait()
+            assert self._loop is not None and self._queue is not None  # noqa: S101 - set by _run
+            return self._loop, self._queue
+
+    def _run(self, ready: threading.Event) -> None:
+        loop = asyncio.new_event_loop()
+        asyncio.set_event_loop(loop)
+        self._loop, self._queue = loop, asyncio.Queue()
+        loop.create_task(self._work(self._queue))
+        ready.set()
+        loop.run_forever()
+
+    async def _work(self, queue: asyncio.Queue[Messages]) -> None:
+        while True:
+            messages = await queue.get()
+            try:
+                layer = get_channel_layer()
+                if layer is not None:
+                    await _send_groups(layer, messages)
+            except Exception:  # noqa: BLE001 - a live push must never stop the pusher
+                logger.exception("could not push live events to %d groups", len(messages))
+            finally:
+                queue.task_done()
+
+
+_pusher = _Pusher()
+atexit.register(_pusher.flush)
+
+
+def flush(timeout: float = 5.0) -> None:
+    """Wait until this process's live events are sent (they go out in the background)."""
+    _pusher.flush(timeout)
