@@ -10,7 +10,6 @@ is lost or stored twice.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import queue
 import re
@@ -23,7 +22,6 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import paho.mqtt.client as mqtt
-from asgiref.sync import sync_to_async
 from django.db import close_old_connections
 from django.utils import timezone
 from paho.mqtt.packettypes import PacketTypes
@@ -310,15 +308,10 @@ class Ingestor:
     def run(self) -> bool:
         """Consume until a stop request; True when everything received was stored and acked.
 
-        The consuming loop runs in a worker thread under an event loop that only waits: the
-        live pushes made on each commit (`async_to_sync` in apps.core.realtime) then run on
-        that one loop and reuse its Redis connections, instead of a new loop and new
-        connections per batch (about 8x cheaper).
+        The live pushes made on each commit leave through the process's pusher thread
+        (apps.core.realtime), so a batch never waits for Redis before its acknowledgement.
         """
-        return asyncio.run(self._host())
-
-    async def _host(self) -> bool:
-        return bool(await sync_to_async(self._consume, thread_sensitive=True)())
+        return self._consume()
 
     def _consume(self) -> bool:
         self.client.connect_async(
