@@ -307,3 +307,20 @@ def do_disable_second_factor(request: AuthedRequest) -> None:
         StaticDevice.objects.filter(user=user).delete()
         record(Action.OTP_DISABLED, request=request, obj=user)
     forget_requirement(request.session)
+
+
+def create_signed_in_session(user: User, otp_device: TOTPDevice | None = None) -> str:
+    """The key of a new session signed in as `user`, as after a login (with `otp_device`: one
+    that passed the second factor). For benchmarks whose clients open pages and sockets."""
+    from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
+    from django.contrib.sessions.backends.db import SessionStore
+    from django_otp import DEVICE_ID_SESSION_KEY
+
+    session = SessionStore()
+    session[SESSION_KEY] = str(user.pk)
+    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
+    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
+    if otp_device is not None:
+        session[DEVICE_ID_SESSION_KEY] = otp_device.persistent_id
+    session.create()
+    return str(session.session_key)

@@ -23,31 +23,28 @@ import json
 import os
 import re
 import secrets
-import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection, transaction
 from django.db.models import Max, Min
-from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from apps.accounts.models import Organization, Role, User
+from apps.accounts.services import create_signed_in_session
 from apps.core import presence
+from apps.core.processes import ChildProcess, accepts, child_env, free_port, wait_for
 from apps.records.bench import percentile
 from apps.records.models import Observation, Patient
 from apps.records.reference import load_reference_data
@@ -151,13 +148,7 @@ def seed(options: Options, progress: Progress) -> Seeded:
 def _verified_session(user: User) -> str:
     """A session signed in as `user` that passed the second factor (as after a TOTP login)."""
     device = TOTPDevice.objects.create(user=user, name="bench", confirmed=True)
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.create()
-    return str(session.session_key)
+    return create_signed_in_session(user, device)
 
 
 def clean_up(seeded: Seeded) -> None:
@@ -184,104 +175,30 @@ def clean_up(seeded: Seeded) -> None:
 # Child processes
 
 
-def _database_url() -> str:
-    """This process's database for the children (under pytest, the test database)."""
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _child_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": _database_url(),
-        "PYTHONUNBUFFERED": "1",
-        "LOG_LEVEL": "INFO",
-    }
-
-
-class Child:
-    """A subprocess whose output a thread reads (last lines kept, batch lines summed)."""
+class Child(ChildProcess):
+    """A subprocess whose batch lines are summed as they come (the ingestors report each)."""
 
     def __init__(self, name: str, argv: list[str]) -> None:
         self.name = name
-        self.lines: deque[bytes] = deque(maxlen=200)
         self.done = 0  # messages stored, duplicated or dead-lettered, from the batch lines
         self.counts = [0, 0, 0, 0, 0]
         self.batches = 0
         self.subscribed = threading.Event()
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            argv,
-            cwd=settings.BASE_DIR,
-            env=_child_env(),
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
-        self._reader.start()
+        super().__init__(argv, child_env(LOG_LEVEL="INFO"))
 
-    def _read(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.lines.append(line)
-            match = _BATCH_LINE.search(line)
-            if match:
-                numbers = [int(n) for n in match.groups()]
-                self.counts = [a + b for a, b in zip(self.counts, numbers, strict=True)]
-                self.done = self.counts[0]
-                self.batches += 1
-            elif b"MQTT subscribed" in line:
-                self.subscribed.set()
-
-    def output(self) -> str:
-        return b"".join(self.lines).decode(errors="replace")
-
-    def peak_rss_mb(self) -> float:
-        """VmHWM: the most resident memory the process ever had."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as status:
-                for line in status:
-                    if line.startswith("VmHWM:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def stop(self) -> int | None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
-        return self.proc.returncode
+    def on_line(self, line: bytes) -> None:
+        match = _BATCH_LINE.search(line)
+        if match:
+            numbers = [int(n) for n in match.groups()]
+            self.counts = [a + b for a, b in zip(self.counts, numbers, strict=True)]
+            self.done = self.counts[0]
+            self.batches += 1
+        elif b"MQTT subscribed" in line:
+            self.subscribed.set()
 
 
 def _manage(*args: str) -> list[str]:
     return [sys.executable, str(settings.BASE_DIR / "manage.py"), *args]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], bool], seconds: float, what: str) -> None:
-    deadline = time.monotonic() + seconds
-    while not condition():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {seconds:.0f} s")
-        time.sleep(0.02)
-
-
-def _accepts(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _mqtt_client(client_id: str) -> mqtt.Client:
@@ -610,7 +527,7 @@ def run(options: Options, progress: Progress) -> dict[str, Any]:
         for child in ingestors:
             if not child.subscribed.wait(60):
                 raise BenchError("an ingestor did not subscribe:\n" + _outputs([child]))
-        wait_for(lambda: _accepts(port), 60, "starting daphne")
+        wait_for(lambda: accepts(port), 60, "starting daphne")
         publisher = _publisher(f"bench-pub-{run_id}")
 
         progress(f"phase A: {len(messages)} messages, {options.readings} readings")
@@ -630,7 +547,7 @@ def run(options: Options, progress: Progress) -> dict[str, Any]:
         if not _wait_ingested(ingestors, len(messages) + alert_messages, stall_s=15):
             progress("alert phase: some messages never reached an ingestor")
         alert_lost, alert_duplicated, alert_dead = _losses(seeded, alert_messages, "a")
-        rss = max(child.peak_rss_mb() for child in ingestors)
+        rss = max(child.rss_mb() for child in ingestors)
         result: dict[str, Any] = {
             "readings": options.readings,
             "messages": len(messages),

@@ -21,30 +21,24 @@ import json
 import os
 import random
 import secrets
-import signal
-import socket
-import subprocess
 import sys
-import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
 from django.conf import settings
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY
 from django.contrib.auth.hashers import make_password
-from django.contrib.sessions.backends.db import SessionStore
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.utils import timezone
-from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from apps.accounts.models import Organization, Role, User
+from apps.accounts.services import create_signed_in_session
+from apps.core.processes import ChildProcess, accepts, free_port
 from apps.records.bench import percentile
 from apps.records.models import Encounter, Patient
 from apps.records.services.care_team import default_team, do_add_member
@@ -94,18 +88,6 @@ class Seeded:
 
 # ---------------------------------------------------------------------------------------------
 # Seeding and cleaning up
-
-
-def _session(user: User, device: TOTPDevice | None = None) -> str:
-    """A session signed in as `user` (for staff: one that passed the second factor)."""
-    session = SessionStore()
-    session[SESSION_KEY] = str(user.pk)
-    session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-    session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-    if device is not None:
-        session[DEVICE_ID_SESSION_KEY] = device.persistent_id
-    session.create()
-    return str(session.session_key)
 
 
 def _users(organization: Organization, tag: str, role: str, count: int) -> list[User]:
@@ -175,7 +157,10 @@ def seed(options: Options, progress: Progress) -> Seeded:
         do_add_member(default_team(record), clinician)
         consultation = room_for_appointment(appointment)
         device = TOTPDevice.objects.create(user=clinician, name="bench", confirmed=True)
-        patient_session, clinician_session = _session(patient), _session(clinician, device)
+        patient_session, clinician_session = (
+            create_signed_in_session(patient),
+            create_signed_in_session(clinician, device),
+        )
         seeded.session_keys += [patient_session, clinician_session]
         cookie = settings.SESSION_COOKIE_NAME
         seeded.pairs.append(
@@ -219,75 +204,22 @@ def clean_leftovers() -> None:
 # The server
 
 
-def _database_url() -> str:
-    """This process's database for the server (under pytest, the test database)."""
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-class Server:
+class Server(ChildProcess):
     """daphne in a child process; the last lines of its output are kept for error reports."""
 
     def __init__(self, port: int) -> None:
         self.port = port
-        self.lines: deque[bytes] = deque(maxlen=200)
         daphne = os.path.join(os.path.dirname(sys.executable), "daphne")
-        self.proc = subprocess.Popen(  # noqa: S603 - fixed argv
-            [daphne, "-v", "0", "-b", "127.0.0.1", "-p", str(port), _ASGI],
-            cwd=settings.BASE_DIR,
-            env={**os.environ, "DATABASE_URL": _database_url(), "PYTHONUNBUFFERED": "1"},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        self._reader = threading.Thread(target=self._read, args=(self.proc.stdout,), daemon=True)
-        self._reader.start()
-
-    def _read(self, stream: IO[bytes]) -> None:
-        for line in stream:
-            self.lines.append(line)
-
-    def output(self) -> str:
-        return b"".join(self.lines).decode(errors="replace")[-3000:]
+        super().__init__([daphne, "-v", "0", "-b", "127.0.0.1", "-p", str(port), _ASGI])
 
     def wait_ready(self, seconds: float = 60) -> None:
         deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        while not accepts(self.port):
             if self.proc.poll() is not None:
-                raise BenchError("daphne exited:\n" + self.output())
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise BenchError("daphne did not listen within a minute:\n" + self.output())
-
-    def rss_mb(self, field_name: str = "VmHWM") -> float:
-        """VmHWM: the most resident memory the server ever had (VmRSS: now)."""
-        try:
-            with open(f"/proc/{self.proc.pid}/status") as status:
-                for line in status:
-                    if line.startswith(f"{field_name}:"):
-                        return int(line.split()[1]) / 1024
-        except OSError:
-            pass
-        return 0.0
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        self._reader.join(timeout=5)
+                raise BenchError("daphne exited:\n" + self.output()[-3000:])
+            if time.monotonic() > deadline:
+                raise BenchError("daphne did not listen within a minute:\n" + self.output()[-3000:])
+            time.sleep(0.05)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from django.core.management import call_command
 
+from apps.core.processes import free_port
 from apps.devices.models import Device
 from apps.devices.protocol import encode_reading
 from apps.devices.services.registry import do_register_device, do_retire_device
@@ -91,12 +92,6 @@ def test_the_file_holds_pbkdf2_sha512_hashes_of_active_devices_only(
     assert out.stat().st_mode & 0o077 == 0o040  # group-readable (mosquitto), not world
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _test_config(tmp_path: Path, port: int, passwd: Path) -> Path:
     """The production config with the TLS listener made plain and paths moved to `tmp_path`."""
     text = (DEPLOY / "mosquitto.conf").read_text()
@@ -127,7 +122,7 @@ def broker(tmp_path: Path, devices: Any) -> Iterator[tuple[int, Path]]:
     # Mosquitto is one of the machine's services (docs/devices.md): without it, this fails.
     assert binary is not None, "no mosquitto binary: install Debian's mosquitto"
     passwd = _write(tmp_path)
-    port = _free_port()
+    port = free_port()
     log = tmp_path / "mosquitto.log"
     with log.open("w") as handle:
         proc = subprocess.Popen(  # noqa: S603 - fixed argv

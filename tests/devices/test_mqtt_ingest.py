@@ -17,10 +17,10 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 import pytest
 from django.core.management import CommandError, call_command
-from django.db import connection
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from apps.core.processes import database_url
 from apps.devices.models import DeadLetter, Device, DeviceMessage
 from apps.devices.protocol import encode_reading
 from apps.devices.services.registry import do_register_device
@@ -37,12 +37,6 @@ PULSE = "8867-4"  # heart rate, /min: one reading per message
 # A shared-subscription group of this run alone: an ingestor of another process (a dev
 # `make run`, another test run on the same broker) can never take this run's messages.
 GROUP = f"test-{uuid.uuid4().hex[:8]}"
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST']}:{db['PORT'] or 5432}/{db['NAME']}"
 
 
 def _forget_session(client_id: str) -> None:
@@ -69,7 +63,7 @@ class IngestorProcess:
         self.log: IO[str] = tempfile.TemporaryFile("w+")  # noqa: SIM115 - closed in stop()
         env = {
             **os.environ,
-            "DATABASE_URL": _database_url(),
+            "DATABASE_URL": database_url(),
             "DB_CONN_MAX_AGE": "0",
             "MQTT_URL": f"mqtt://{BROKER[0]}:{BROKER[1]}",
             "PYTHONUNBUFFERED": "1",

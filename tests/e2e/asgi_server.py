@@ -8,7 +8,6 @@ the browser's socket.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from typing import IO
 import pytest
 from django.db import connection
 
+from apps.core.processes import accepts, database_url, free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 60.0  # seconds: importing Django and the apps
 
@@ -30,26 +31,6 @@ START_TIMEOUT = 60.0  # seconds: importing Django and the apps
 class AsgiServer:
     url: str
     log: str
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _database_url() -> str:
-    db = connection.settings_dict
-    auth = db["USER"] + (f":{db['PASSWORD']}" if db["PASSWORD"] else "")
-    return f"postgres://{auth}@{db['HOST'] or '127.0.0.1'}:{db['PORT'] or 5432}/{db['NAME']}"
-
-
-def _listening(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-            return True
-    except OSError:
-        return False
 
 
 def _warm_up(url: str, proc: subprocess.Popen[bytes], log: IO[str], deadline: float) -> None:
@@ -72,10 +53,10 @@ def asgi_server(transactional_db: None) -> Iterator[AsgiServer]:
     assert connection.vendor == "postgresql", "the ASGI server needs DATABASE_URL (PostgreSQL)"
     redis_url = os.environ.get("REDIS_URL", "")
     assert redis_url, "live events cross processes through Redis: set REDIS_URL"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
-        "DATABASE_URL": _database_url(),
+        "DATABASE_URL": database_url(),
         "DB_CONN_MAX_AGE": "0",
         "REDIS_URL": redis_url,
         "DEBUG": "1",  # static files straight from static/ (no collectstatic)
@@ -95,7 +76,7 @@ def asgi_server(transactional_db: None) -> Iterator[AsgiServer]:
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT
-        while not _listening(port):
+        while not accepts(port):
             if proc.poll() is not None or time.monotonic() > deadline:
                 log.seek(0)
                 pytest.fail(f"daphne did not start (exit {proc.poll()}):\n{log.read()[-4000:]}")

@@ -306,7 +306,8 @@ async def test_two_server_processes_serve_one_room(
     """The clinician on one daphne, the patient on another: the room works across them."""
     from websockets.asyncio.client import ClientConnection, connect
 
-    from apps.teleconsult.bench import Server, free_port
+    from apps.core.processes import free_port
+    from apps.teleconsult.bench import Server
 
     if not settings.REDIS_URL:
         pytest.fail("two processes share a room through Redis: set REDIS_URL")
