@@ -304,14 +304,11 @@ def write_note(request: HttpRequest, room: str) -> HttpResponse:
 def _write_linked_note(request: HttpRequest, member: Member, data: dict[str, Any]) -> ClinicalNote:
     if member.access is None or member.user is None:  # a clinician always has both
         raise RecordError(_("Only a clinician of the consultation may write its note."))
-    note = do_write_note(member.access, member.user, **data, request=request)
     encounter_id = (
         Consultation.objects.filter(pk=member.consultation.pk)
         .values_list("encounter_id", flat=True)
         .first()
     )
-    if encounter_id is not None:
-        # The encounter is not part of the note's signature: linking it does not alter it.
-        note.encounter_id = encounter_id
-        note.save(update_fields=["encounter"])
-    return note
+    return do_write_note(
+        member.access, member.user, **data, encounter_id=encounter_id, request=request
+    )

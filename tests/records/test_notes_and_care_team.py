@@ -116,3 +116,32 @@ def test_my_patients_lists_only_my_care_teams(
     assert record.family_name in page and record2.family_name in page and "Inconnu" not in page
     page = verified_client(outsider).get(reverse("records:my_patients")).content.decode()
     assert record.family_name not in page
+
+
+def test_a_note_links_to_an_encounter_of_its_patient_only(
+    record: Patient, record2: Patient, clinician: User
+) -> None:
+    import pytest
+    from django.utils import timezone
+
+    from apps.records.models import Encounter
+    from apps.records.services import RecordError
+    from apps.records.services.clinical import do_write_note
+
+    def encounter_of(patient: Patient) -> Encounter:
+        return Encounter.objects.create(
+            patient=patient, status="finished", kind="VR", started_at=timezone.now()
+        )
+
+    access = get_patient_for_user(clinician, record.pk)
+    own, other = encounter_of(record), encounter_of(record2)
+
+    note = do_write_note(
+        access, clinician, kind="progress", title="T", text="x", encounter_id=own.pk
+    )
+    assert note.encounter_id == own.pk and signature_is_valid(note)
+    with pytest.raises(RecordError):
+        do_write_note(
+            access, clinician, kind="progress", title="T", text="x", encounter_id=other.pk
+        )
+    assert ClinicalNote.objects.count() == 1

@@ -16,7 +16,15 @@ from apps.audit.models import Action
 from apps.audit.services import record as audit
 
 from ..access import PatientAccess
-from ..models import ClinicalNote, Concept, Observation, ObservationNote, Sensitivity, Source
+from ..models import (
+    ClinicalNote,
+    Concept,
+    Encounter,
+    Observation,
+    ObservationNote,
+    Sensitivity,
+    Source,
+)
 from . import RecordError
 
 
@@ -114,10 +122,19 @@ def do_write_note(
     title: str,
     text: str,
     sensitivity: str = Sensitivity.NORMAL,
+    encounter_id: int | None = None,
     request: HttpRequest | None = None,
 ) -> ClinicalNote:
-    """Write and sign a note in one step: a signed note is never edited afterwards."""
+    """Write and sign a note in one step: a signed note is never edited afterwards.
+
+    `encounter_id` links it to one of the patient's encounters (a consultation's note).
+    """
     _check_writer(access, user)
+    if (
+        encounter_id is not None
+        and not Encounter.objects.filter(pk=encounter_id, patient=access.patient).exists()
+    ):
+        raise RecordError(_("This encounter is not one of the patient's."))
     if sensitivity not in access.sensitivities:
         raise RecordError(_("Your role may not write notes of this category."))
     if not text.strip() or not title.strip():
@@ -130,6 +147,7 @@ def do_write_note(
         sensitivity=sensitivity,
         recorded_by=user,
         signed_at=timezone.now(),
+        encounter_id=encounter_id,
     )
     note.signature = note_signature(note)
     note.save()
