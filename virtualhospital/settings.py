@@ -18,6 +18,7 @@ from apps.core.env import (
     env_bool,
     env_int,
     env_list,
+    env_opening_hours,
     env_secret,
     env_str,
     env_url,
@@ -119,6 +120,7 @@ INSTALLED_APPS = [
     "apps.scheduling",
     "apps.devices",
     "apps.teleconsult",
+    "apps.messaging",
     "apps.interop",
 ]
 
@@ -478,6 +480,15 @@ TELECONSULT_RECORDING_CHUNK_BYTES = env_int(
 )
 # Signalling messages one connection may send per 10 seconds before being throttled.
 TELECONSULT_SIGNAL_RATE = env_int("TELECONSULT_SIGNAL_RATE", 300, minimum=10)
+
+# Secure messaging (apps/messaging).
+# When the care team reads messages ("1-5 08:00-18:00": Monday to Friday, in TIME_ZONE). A
+# patient writing outside these hours gets an automatic reply saying when to expect an answer.
+MESSAGING_OPENING_HOURS = env_opening_hours("MESSAGING_OPENING_HOURS", "1-5 08:00-18:00")
+# The team answers within this many opening hours (16: two working days).
+MESSAGING_RESPONSE_HOURS = env_int("MESSAGING_RESPONSE_HOURS", 16, minimum=1)
+# At most this many files per message (each within MAX_UPLOAD_MB).
+MESSAGING_MAX_FILES = env_int("MESSAGING_MAX_FILES", 5, minimum=1)
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

@@ -12,6 +12,7 @@ api_v1 = [
     path("", include("apps.records.api_urls")),
     path("", include("apps.devices.api_urls")),
     path("", include("apps.scheduling.api_urls")),
+    path("", include("apps.messaging.api_urls")),
 ]
 
 urlpatterns = [
@@ -29,6 +30,7 @@ urlpatterns = [
     path("", include("apps.devices.urls")),
     path("", include("apps.scheduling.urls")),
     path("", include("apps.teleconsult.urls")),
+    path("", include("apps.messaging.urls")),
     # OAuth2 for backend systems of the FHIR API (client-credentials grant only).
     path("o/token/", oauth2_views.TokenView.as_view(), name="oauth2-token"),
     path("o/revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -103,3 +104,25 @@ def env_url(
     if not parts.hostname and parts.scheme not in ("sqlite",):
         raise ConfigError(name, "the URL names no host")
     return value
+
+
+def env_opening_hours(
+    name: str, default: str, environ: Mapping[str, str] | None = None
+) -> tuple[frozenset[int], dt.time, dt.time]:
+    """Weekly opening hours written "1-5 08:00-18:00" (ISO weekdays, 1 = Monday; days may also
+    be a list, "1,2,4"): the set of weekdays (1-7), the opening and the closing time."""
+    value = (_raw(name, environ) or "").strip() or default
+    bad = ConfigError(name, f'expected days and hours like "1-5 08:00-18:00"; got {value!r}')
+    try:
+        days_text, hours_text = value.split()
+        days: set[int] = set()
+        for part in days_text.split(","):
+            first, _dash, last = part.partition("-")
+            days.update(range(int(first), int(last or first) + 1))
+        opens_text, closes_text = hours_text.split("-")
+        opens, closes = dt.time.fromisoformat(opens_text), dt.time.fromisoformat(closes_text)
+    except ValueError:
+        raise bad from None
+    if not days or not days <= set(range(1, 8)) or opens >= closes:
+        raise bad
+    return frozenset(days), opens, closes

@@ -61,6 +61,17 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
     "consult.recording": frozenset({"room", "consents", "recording", "allowed"}),
     # To the clinicians of a consultation (their user groups): who is waiting to be admitted.
     "consult.waiting": frozenset({"room", "patient_name", "waiting", "url"}),
+    # Secure messaging (apps/messaging). To a thread's open pages (group `thread.<pk>`): a new
+    # message (pages fetch its rendered fragment; `author_id` is null for an automatic reply)…
+    "messaging.message": frozenset({"thread", "message", "author_id", "sent_at"}),
+    # …and a read receipt (`side` is "patient" or "team").
+    "messaging.read": frozenset({"thread", "reader_id", "side", "read_at"}),
+    # To everyone who can see the thread (user groups): it changed (inboxes fetch its row).
+    "messaging.thread": frozenset(
+        {"thread", "state", "urgency", "assignee_id", "last_message_at", "url"}
+    ),
+    # To one user: how many conversations they have unread (the navigation badge).
+    "messaging.unread": frozenset({"threads"}),
 }
 
 # Message types that consumers implement as `realtime_event` (one event) and
