@@ -437,6 +437,13 @@ RECORDS_SENSITIVE_ROLES = {
 }
 RECORDS_BREAK_GLASS_HOURS = env_int("BREAK_GLASS_HOURS", 4, minimum=1)
 RECORDS_MAX_UPLOAD_BYTES = env_int("MAX_UPLOAD_MB", 20, minimum=1) * 1024 * 1024
+# Every upload is scanned before it is checked and stored (apps/core/scanning.py); a scanner
+# that cannot answer refuses the file. For ClamAV add "apps.core.scanning.ClamdScanner" and set
+# CLAMD_URL=tcp://host:3310.
+UPLOAD_SCANNERS = env_list("UPLOAD_SCANNERS", ["apps.core.scanning.EicarScanner"])
+CLAMD_URL = env_url("CLAMD_URL", ("tcp",))
+if any(path.endswith(".ClamdScanner") for path in UPLOAD_SCANNERS) and not CLAMD_URL:
+    raise ConfigError("CLAMD_URL", "required when UPLOAD_SCANNERS names ClamdScanner")
 
 # Remote monitoring (apps/devices): limits on what a device message may carry.
 DEVICES_MAX_PAYLOAD_BYTES = env_int("DEVICES_MAX_PAYLOAD_BYTES", 64 * 1024, minimum=1024)

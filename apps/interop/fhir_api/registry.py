@@ -63,6 +63,11 @@ class ResourceType:
         """Whether the caller may use this type at all, beyond its kind (types override it)."""
         return True
 
+    def restrict(self, caller: Any, queryset: QuerySet[Any]) -> QuerySet[Any]:
+        """The rows of `queryset` this caller may see beyond the compartment rules of `scope`
+        (types override it: e.g. staff-only messages are never a patient's)."""
+        return queryset
+
     def queryset(self, model: type[Model]) -> QuerySet[Any]:
         queryset = model._default_manager.filter(**self.base_filter.get(model.__name__, {}))
         if self.select_related:
@@ -90,12 +95,22 @@ def register(resource_type: ResourceType) -> None:
 
 
 def get(name: str) -> ResourceType | None:
-    from . import resources, resources_audit, resources_scheduling  # noqa: F401 - registers
+    from . import (  # noqa: F401 - registers
+        resources,
+        resources_audit,
+        resources_messaging,
+        resources_scheduling,
+    )
 
     return REGISTRY.get(name)
 
 
 def all_types() -> list[ResourceType]:
-    from . import resources, resources_audit, resources_scheduling  # noqa: F401
+    from . import (  # noqa: F401
+        resources,
+        resources_audit,
+        resources_messaging,
+        resources_scheduling,
+    )
 
     return sorted(REGISTRY.values(), key=lambda t: t.name)

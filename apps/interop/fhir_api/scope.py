@@ -124,8 +124,21 @@ def scoped(
 
     `patient_id` pins the rows to one patient (a read, or a search by patient): the caller's
     right to that patient is then checked once, instead of joining every grant to every row
-    (`checked`: the caller already did it with `may_see_patient`).
+    (`checked`: the caller already did it with `may_see_patient`). The type may narrow the
+    result further for the caller (`ResourceType.restrict`).
     """
+    queryset = _compartment(caller, rtype, model, patient_id=patient_id, checked=checked)
+    return rtype.restrict(caller, queryset)
+
+
+def _compartment(
+    caller: Caller,
+    rtype: ResourceType,
+    model: type[models.Model],
+    *,
+    patient_id: int | None,
+    checked: bool,
+) -> models.QuerySet[Any]:
     queryset = with_related(model, rtype.queryset(model))
     if rtype.patient_path is None:
         return queryset

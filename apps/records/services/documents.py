@@ -34,7 +34,7 @@ from django.utils.translation import gettext as _
 from apps.accounts.models import CLINICAL_ROLES
 from apps.audit.models import Action
 from apps.audit.services import record as audit
-from apps.core import crypto
+from apps.core import crypto, scanning
 from apps.notifications.services import notify
 
 from ..access import PatientAccess
@@ -269,6 +269,18 @@ def check_upload(content: bytes, filename: str) -> CleanFile:
     """The bytes to store for this upload, or RecordError saying why it is refused."""
     if not content:
         raise RecordError(_("The file is empty."))
+    # Scanned first, on the bytes as sent: a threat hidden after a picture's end or inside a
+    # PDF must be named as such, not reported as a damaged file (or cleaned away unseen).
+    try:
+        scanning.scan(content, filename)
+    except scanning.Infected as threat:
+        raise RecordError(
+            _("This file was refused: it contains a threat (%(name)s).") % {"name": threat.name}
+        ) from None
+    except scanning.ScanUnavailable:
+        raise RecordError(
+            _("This file could not be checked for viruses just now. Try again later.")
+        ) from None
     content_type = _detect(content)
     _check_extension(filename, content_type)
     if _ACTIVE_MARKUP.search(content):
