@@ -281,7 +281,7 @@ def _post(
     now = timezone.now()
     with transaction.atomic():
         thread = (
-            Thread.objects.select_for_update()
+            Thread.objects.select_for_update(of=("self",))
             .select_related("patient__user")
             .get(pk=access.thread.pk)
         )
@@ -423,7 +423,7 @@ def _notify_offline(
     if owner is not None and owner.pk != author.pk and author.role != Role.PATIENT:
         wanted[owner.pk] = owner
     if author.role == Role.PATIENT or thread.staff_only:
-        for person in _staff_to_notify(thread, people, team_ids):
+        for person in _staff_to_notify(thread, people, team_ids, author):
             if person.pk != author.pk:
                 wanted[person.pk] = person
     for person in mentioned:
@@ -464,14 +464,16 @@ def _notify_offline(
             )
 
 
-def _staff_to_notify(thread: Thread, people: list[User], team_ids: set[int]) -> list[User]:
+def _staff_to_notify(
+    thread: Thread, people: list[User], team_ids: set[int], author: User
+) -> list[User]:
     """Who on the team should hear of a new message: the assignee, else the staff who took
-    part, else the care-team leads, else the whole care team."""
-    team = [person for person in people if person.pk in team_ids]
-    if thread.assignee_id is not None:
+    part, else the care-team leads, else the whole care team (never the author)."""
+    team = [person for person in people if person.pk in team_ids and person.pk != author.pk]
+    if thread.assignee_id is not None and thread.assignee_id != author.pk:
         return [person for person in team if person.pk == thread.assignee_id]
     taking_part = set(
-        Participant.objects.filter(thread=thread, user_id__in=team_ids)
+        Participant.objects.filter(thread=thread, user_id__in=[person.pk for person in team])
         .exclude(last_read_at__isnull=True)
         .values_list("user_id", flat=True)
     )
@@ -553,7 +555,7 @@ def _change(
     _check_team(access)
     with transaction.atomic():
         thread = (
-            Thread.objects.select_for_update()
+            Thread.objects.select_for_update(of=("self",))
             .select_related("patient__user")
             .get(pk=access.thread.pk)
         )
