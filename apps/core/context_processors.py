@@ -5,19 +5,29 @@ from typing import Any
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import reverse
+from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
+
+# The navigation item that carries the unread-conversations badge.
+MESSAGES_BADGE = "messaging"
 
 
 def _nav(user: Any) -> list[dict[str, Any]]:
     if not user.is_authenticated:
         return []
+    messages_url = ""
     if user.is_patient:
         items = [(_("Home"), reverse("home")), (_("My record"), reverse("records:my_record"))]
         items.append((_("My appointments"), reverse("scheduling:my_appointments")))
+        messages_url = reverse("messaging:thread_list")
+        items.append((_("Messages"), messages_url))
     else:
         items = [(_("Clinic"), reverse("clinic_home"))]
         if user.is_clinician:
             items.append((_("My patients"), reverse("records:my_patients")))
+            # The triage inbox of the care teams' conversations.
+            messages_url = reverse("messaging:inbox")
+            items.append((_("Messages"), messages_url))
             items.append((_("Agenda"), reverse("scheduling:team_agenda")))
             items.append((_("Video consultations"), reverse("teleconsult:consultations")))
             items.append((_("Follow-ups"), reverse("scheduling:follow_ups")))
@@ -29,7 +39,10 @@ def _nav(user: Any) -> list[dict[str, Any]]:
             items.append((_("API"), reverse("api-docs")))
     items.append((_("Notifications"), reverse("notifications:inbox")))
     items.append((_("My account"), reverse("profile")))
-    return [{"label": label, "url": url} for label, url in items]
+    return [
+        {"label": label, "url": url, "badge": MESSAGES_BADGE if url == messages_url else ""}
+        for label, url in items
+    ]
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:
@@ -41,6 +54,11 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         from apps.notifications.services import unread_count
 
         context["unread_count"] = unread_count(user)
+        if user.is_patient or user.is_clinician:
+            from apps.messaging.services.threads import unread_thread_count
+
+            # One query, and only on pages that show the navigation.
+            context["messaging_unread"] = SimpleLazyObject(lambda: unread_thread_count(user))
         context["in_clinic"] = user.is_staff_member
         if user.is_staff_member:
             context["idle_timeout"] = settings.STAFF_IDLE_TIMEOUT

@@ -12,6 +12,15 @@ function setUnread(count) {
   }
 }
 
+// The number of conversations with unread messages, on the "Messages" navigation item.
+function setMessagingUnread(count) {
+  for (const badge of document.querySelectorAll("[data-messaging-badge]")) {
+    badge.hidden = count === 0;
+    const number = badge.querySelector("[data-messaging-count]");
+    if (number) number.textContent = String(count);
+  }
+}
+
 function showToast(event) {
   const region = document.querySelector("[data-toasts]");
   if (!region) return;
@@ -46,6 +55,7 @@ const handlers = {
     showToast(event);
   },
   "notification.read": (event) => setUnread(event.unread_count),
+  "messaging.unread": (event) => setMessagingUnread(event.threads),
   "session.closed": () => {
     window.location.assign("/accounts/login/?next=" + encodeURIComponent(window.location.pathname));
   },
