@@ -158,3 +158,18 @@ def get_attachment_for_user(
         detail=access.audit_detail(what="attachment"),
     )
     return attachment, access
+
+
+def audit_listing(
+    user: User, threads: list[Thread], *, request: HttpRequest | None, what: str
+) -> None:
+    """One audit row for a page of conversations shown in a list (names and subjects)."""
+    patients = {thread.patient_id for thread in threads}
+    audit(
+        Action.READ,
+        request=request,
+        actor=user,
+        object_type="messaging.thread",
+        patient_id=str(next(iter(patients))) if len(patients) == 1 else "",
+        detail={"what": what, "count": len(threads), "patients": len(patients)},
+    )

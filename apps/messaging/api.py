@@ -27,13 +27,18 @@ from rest_framework.response import Response
 
 from apps.accounts.models import Role, User
 from apps.audit.models import Action
-from apps.audit.services import record as audit
 from apps.core.crypto import DecryptionError
 from apps.records.access import deny, patients_for_user
 from apps.records.api import Pages
 from apps.records.models import Patient
 
-from .access import ThreadAccess, get_attachment_for_user, get_thread_for_user, threads_for_user
+from .access import (
+    ThreadAccess,
+    audit_listing,
+    get_attachment_for_user,
+    get_thread_for_user,
+    threads_for_user,
+)
 from .models import Attachment, Message, Thread
 from .serializers import (
     AssignSerializer,
@@ -50,17 +55,19 @@ from .serializers import (
 from .services import MessagingError
 from .services.attachments import open_attachment
 from .services.threads import (
-    do_assign,
     do_mark_read,
     do_post_message,
-    do_reopen,
-    do_resolve,
-    do_set_urgency,
     do_start_thread,
     patient_read_at,
     team_read_at,
     unread_thread_count,
     unread_threads,
+)
+from .services.triage import (
+    do_assign,
+    do_reopen,
+    do_resolve,
+    do_set_urgency,
 )
 
 logger = logging.getLogger(__name__)
@@ -164,15 +171,7 @@ class ThreadViewSet(viewsets.GenericViewSet[Thread]):
             threads = threads.filter(assignee__isnull=True)
         page = self.paginate_queryset(threads)
         assert page is not None  # noqa: S101 - Pages always pages
-        patients = {thread.patient_id for thread in page}
-        audit(
-            Action.READ,
-            request=request._request,
-            actor=user,
-            object_type="messaging.thread",
-            patient_id=str(next(iter(patients))) if len(patients) == 1 else "",
-            detail={"what": "api-threads", "count": len(page), "patients": len(patients)},
-        )
+        audit_listing(user, page, request=request._request, what="api-threads")
         ids = [thread.pk for thread in page]
         unread = set(unread_threads(user).filter(pk__in=ids).values_list("pk", flat=True))
         data = ThreadSerializer(page, many=True, context={"user": user, "unread": unread}).data

@@ -14,6 +14,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.core.fields import EncryptedTextField
 from apps.core.models import FhirResource
@@ -36,7 +37,7 @@ STAFF_TOPICS = (Topic.CASE, Topic.HANDOVER)
 class Thread(FhirResource):
     class State(models.TextChoices):
         OPEN = "open", _("open")
-        RESOLVED = "resolved", _("resolved")
+        RESOLVED = "resolved", pgettext_lazy("conversation state", "resolved")
 
     class Urgency(models.TextChoices):
         ROUTINE = "routine", _("routine")
@@ -45,7 +46,9 @@ class Thread(FhirResource):
     patient = models.ForeignKey(
         "records.Patient", on_delete=models.CASCADE, related_name="threads", db_index=False
     )
-    topic = models.CharField(_("topic"), max_length=20, choices=Topic.choices)
+    topic = models.CharField(
+        pgettext_lazy("conversation", "topic"), max_length=20, choices=Topic.choices
+    )
     subject = EncryptedTextField(_("subject"))
     # A discussion among staff about the patient: the patient never sees it.
     staff_only = models.BooleanField(_("staff only"), default=False)

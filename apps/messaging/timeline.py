@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from django.db.models import QuerySet
 from django.utils.translation import gettext as _
-from django.utils.translation import gettext_lazy, ngettext
+from django.utils.translation import gettext_lazy, ngettext, pgettext
 
 from apps.accounts.models import CLINICAL_ROLES
 from apps.records.access import PatientAccess, Via
@@ -40,7 +40,7 @@ def _describe(thread: Thread, access: PatientAccess) -> tuple[str, str, str, str
     if thread.urgency == Thread.Urgency.URGENT:
         parts.append(_("urgent"))
     if thread.state == Thread.State.RESOLVED:
-        parts.append(_("resolved"))
+        parts.append(pgettext("conversation state", "resolved"))
     return thread.subject, " · ".join(parts), thread_url(thread, access.user), ""
 
 

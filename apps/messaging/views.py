@@ -26,6 +26,7 @@ from apps.records.access import deny
 
 from .access import (
     ThreadAccess,
+    audit_listing,
     get_attachment_for_user,
     get_message_for_user,
     get_thread_for_user,
@@ -196,6 +197,7 @@ def thread_list(request: HttpRequest) -> HttpResponse:
     threads = with_team_read_at(threads_for_user(user)).order_by("-last_message_at", "-pk")
     page = Paginator(threads, PAGE_SIZE).get_page(request.GET.get("page"))
     rows = list(page.object_list)
+    audit_listing(user, rows, request=request, what="messaging-list")
     return render(
         request,
         "messaging/thread_list.html",

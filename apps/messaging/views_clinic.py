@@ -25,20 +25,28 @@ from apps.accounts.models import User
 from apps.records.access import Via, deny, get_patient_for_user
 from apps.records.views.common import tab_links
 
-from .access import ThreadAccess, get_attachment_for_user, get_thread_for_user, threads_for_user
+from .access import (
+    ThreadAccess,
+    audit_listing,
+    get_attachment_for_user,
+    get_thread_for_user,
+    threads_for_user,
+)
 from .forms import AssignForm, FileForm, StaffThreadForm, UrgencyForm
 from .models import Thread
 from .services import MessagingError
 from .services.attachments import do_file_attachment
 from .services.threads import (
-    do_assign,
     do_mark_read,
-    do_reopen,
-    do_resolve,
-    do_set_urgency,
     do_start_thread,
     team_members,
     thread_url,
+)
+from .services.triage import (
+    do_assign,
+    do_reopen,
+    do_resolve,
+    do_set_urgency,
 )
 from .views import PAGE_SIZE, thread_context, unread_ids
 
@@ -117,6 +125,7 @@ def inbox(request: HttpRequest) -> HttpResponse:
         request.GET.get("page")
     )
     rows = list(page.object_list)
+    audit_listing(user, rows, request=request, what="messaging-inbox")
     tabs = [
         {
             "key": key,

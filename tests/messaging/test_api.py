@@ -19,11 +19,13 @@ from apps.audit.models import Action, AuditEvent
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Message, Participant, Thread, Topic
 from apps.messaging.services.threads import (
-    do_assign,
     do_post_message,
+    unread_thread_count,
+)
+from apps.messaging.services.triage import (
+    do_assign,
     do_resolve,
     do_set_urgency,
-    unread_thread_count,
 )
 from apps.records.models import Patient
 from tests.conftest import signed_in_client, verified_client

@@ -22,7 +22,12 @@ from apps.interop.fhir_api.oauth import do_create_fhir_client
 from apps.messaging.access import ThreadAccess
 from apps.messaging.fhir import SYS_MESSAGE_AUDIENCE, SYS_MESSAGE_TOPIC, SYS_THREAD
 from apps.messaging.models import Message, Thread, Topic
-from apps.messaging.services.threads import do_post_message, do_set_urgency
+from apps.messaging.services.threads import (
+    do_post_message,
+)
+from apps.messaging.services.triage import (
+    do_set_urgency,
+)
 from apps.records.fhir import EXT, SYS_USER, validate
 from apps.records.models import BreakGlassAccess, CareTeam, Patient, Practitioner
 from tests.interop.conftest import entries

@@ -16,7 +16,13 @@ from apps.accounts.models import User
 from apps.core import presence
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Message, Thread, Topic
-from apps.messaging.services.threads import do_assign, do_mark_read, do_post_message
+from apps.messaging.services.threads import (
+    do_mark_read,
+    do_post_message,
+)
+from apps.messaging.services.triage import (
+    do_assign,
+)
 from apps.notifications.models import Notification, Preference
 from apps.notifications.sms import LocmemSmsBackend
 from apps.records.models import Patient

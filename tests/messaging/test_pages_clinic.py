@@ -17,9 +17,11 @@ from apps.accounts.models import User
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Attachment, Message, Thread, Topic
 from apps.messaging.services.threads import (
-    do_assign,
     do_mark_read,
     do_post_message,
+)
+from apps.messaging.services.triage import (
+    do_assign,
     do_resolve,
     do_set_urgency,
 )

@@ -14,7 +14,12 @@ from django.test.utils import CaptureQueriesContext
 from apps.accounts.models import User
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Thread, Topic
-from apps.messaging.services.threads import do_assign, do_post_message
+from apps.messaging.services.threads import (
+    do_post_message,
+)
+from apps.messaging.services.triage import (
+    do_assign,
+)
 
 from .pages_support import client_for, jpeg_bytes, open_all_day, upload
 

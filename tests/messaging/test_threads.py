@@ -12,12 +12,14 @@ from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Message, Participant, Thread, Topic
 from apps.messaging.services import MessagingError
 from apps.messaging.services.threads import (
-    do_assign,
     do_mark_read,
     do_post_message,
-    do_resolve,
     do_start_thread,
     unread_thread_count,
+)
+from apps.messaging.services.triage import (
+    do_assign,
+    do_resolve,
 )
 from apps.records.models import Patient
 

@@ -17,7 +17,12 @@ from apps.accounts.models import User
 from apps.audit.models import AuditEvent
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Thread, Topic
-from apps.messaging.services.threads import do_post_message, do_set_urgency
+from apps.messaging.services.threads import (
+    do_post_message,
+)
+from apps.messaging.services.triage import (
+    do_set_urgency,
+)
 from apps.records.access import get_patient_for_user
 from apps.records.models import BreakGlassAccess, Patient
 from apps.records.timeline import Entry, timeline_page

@@ -14,14 +14,16 @@ from apps.audit.models import Action, AuditEvent
 from apps.core.realtime import EVENT_TYPES, user_group
 from apps.messaging.access import ThreadAccess
 from apps.messaging.models import Participant, Thread, Topic
-from apps.messaging.services import MessagingError, threads
+from apps.messaging.services import MessagingError, threads, triage
 from apps.messaging.services.threads import (
-    do_assign,
     do_post_message,
+    unread_thread_count,
+)
+from apps.messaging.services.triage import (
+    do_assign,
     do_reopen,
     do_resolve,
     do_set_urgency,
-    unread_thread_count,
 )
 from apps.notifications.models import Notification
 
@@ -54,6 +56,7 @@ def pushed(monkeypatch: pytest.MonkeyPatch) -> list[Event]:
         real(batch)
 
     monkeypatch.setattr(threads, "send_events_on_commit", record)
+    monkeypatch.setattr(triage, "send_events_on_commit", record)
     return events
 
 

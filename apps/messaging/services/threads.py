@@ -15,7 +15,7 @@ from typing import Any
 from django.conf import settings
 from django.core.files.uploadedfile import UploadedFile
 from django.db import transaction
-from django.db.models import F, OuterRef, Q, QuerySet
+from django.db.models import Exists, F, OuterRef, QuerySet
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -94,21 +94,19 @@ def _patient_user(thread: Thread) -> User | None:
 
 
 def unread_threads(user: User) -> QuerySet[Thread]:
-    """The open threads `user` may see with a message by somebody else since they last read."""
-    mine = Participant.objects.filter(user=user, thread=OuterRef("pk"))
+    """The threads `user` may see with a message by somebody else since they last read.
+
+    Posting moves the author's own marker to the message's time (in `_post`), so a thread whose
+    last message is the reader's own is read by construction. For the team, a resolved thread
+    needs nothing more (a new message from the patient reopens it).
+    """
     threads = threads_for_user(user).filter(message_count__gt=0)
     if user.role != Role.PATIENT:
-        # For the team, a resolved conversation needs nothing more (a new message reopens it).
         threads = threads.filter(state=Thread.State.OPEN)
-    read_at = mine.values("last_read_at")[:1]
-    threads = threads.annotate(my_read_at=read_at).filter(
-        Q(my_read_at__isnull=True) | Q(last_message_at__gt=F("my_read_at"))
+    read = Participant.objects.filter(
+        thread=OuterRef("pk"), user=user, last_read_at__gte=OuterRef("last_message_at")
     )
-    # A thread whose last message is one's own is not unread.
-    last_author = Message.objects.filter(thread=OuterRef("pk")).order_by("-sent_at", "-pk")
-    return threads.annotate(last_author=last_author.values("author_id")[:1]).filter(
-        Q(last_author__isnull=True) | ~Q(last_author=user.pk)
-    )
+    return threads.exclude(Exists(read))
 
 
 def unread_thread_count(user: User) -> int:
@@ -131,7 +129,7 @@ def _thread_event(thread: Thread, user: User) -> tuple[str, dict[str, Any], list
     return ("messaging.thread", payload, [user_group(user.pk)])
 
 
-def _push_thread_changed(
+def thread_changed_events(
     thread: Thread, people: Iterable[User], *, unread: bool = True
 ) -> list[tuple[str, dict[str, Any], list[str]]]:
     events = []
@@ -174,7 +172,7 @@ def _clean_body(body: Any, *, has_files: bool) -> str:
     return body
 
 
-def _participant(thread: Thread, user: User) -> Participant:
+def join_thread(thread: Thread, user: User) -> Participant:
     participant, _created = Participant.objects.get_or_create(thread=thread, user=user)
     return participant
 
@@ -309,11 +307,11 @@ def _post(
             thread.response_due_at = None
             fields.append("response_due_at")
         thread.save(update_fields=fields)
-        participant = _participant(thread, user)
+        participant = join_thread(thread, user)
         participant.last_read_at = now
         participant.save(update_fields=["last_read_at"])
         for person in mentioned:
-            _participant(thread, person)
+            join_thread(thread, person)
         audit(
             Action.CREATE,
             request=request,
@@ -353,14 +351,14 @@ def _post(
                 )
             )
         people = viewers(thread, team)
-        events += _push_thread_changed(thread, people)
+        events += thread_changed_events(thread, people)
         send_events_on_commit(events)
         _notify_offline(thread, user, people, team_ids, mentioned)
-    _refresh(access.thread, thread)
+    refresh_thread(access.thread, thread)
     return message
 
 
-def _refresh(stale: Thread, fresh: Thread) -> None:
+def refresh_thread(stale: Thread, fresh: Thread) -> None:
     """Let the caller's thread object show the saved state."""
     for field in Thread._meta.concrete_fields:
         setattr(stale, field.attname, getattr(fresh, field.attname))
@@ -534,122 +532,3 @@ def patient_read_at(thread: Thread) -> dt.datetime | None:
         thread=thread, last_read_at__isnull=False, user__role=Role.PATIENT
     )
     return markers.order_by("-last_read_at").values_list("last_read_at", flat=True).first()
-
-
-# ---------------------------------------------------------------------------------------------
-# Triage (the team only)
-
-
-def _check_team(access: ThreadAccess) -> None:
-    if not access.is_staff:
-        raise MessagingError(_("Only the care team can do this."))
-
-
-def _change(
-    access: ThreadAccess,
-    request: HttpRequest | None,
-    what: str,
-    apply: Any,
-    **detail: Any,
-) -> Thread:
-    _check_team(access)
-    with transaction.atomic():
-        thread = (
-            Thread.objects.select_for_update(of=("self",))
-            .select_related("patient__user")
-            .get(pk=access.thread.pk)
-        )
-        fields = apply(thread)
-        if not fields:
-            return thread
-        thread.save(update_fields=fields)
-        audit(
-            Action.UPDATE,
-            request=request,
-            actor=access.user,
-            obj=thread,
-            patient_id=str(thread.patient_id),
-            detail=access.audit_detail(what=what, **detail),
-        )
-        people = viewers(thread)
-        send_events_on_commit(_push_thread_changed(thread, people, unread=what != "urgency"))
-    _refresh(access.thread, thread)
-    return thread
-
-
-def do_assign(
-    access: ThreadAccess, assignee_id: Any, *, request: HttpRequest | None = None
-) -> Thread:
-    """Assign the thread to a clinician of the care team (or to nobody)."""
-    assignee = None
-    if assignee_id not in (None, ""):
-        team = {member.pk: member for member in team_members(access.thread)}
-        assignee = team.get(int(assignee_id)) if str(assignee_id).isdigit() else None
-        if assignee is None:
-            raise MessagingError(_("Only a clinician of the patient's care team can be assigned."))
-
-    def apply(thread: Thread) -> list[str]:
-        if thread.assignee_id == (assignee.pk if assignee else None):
-            return []
-        thread.assignee = assignee
-        if assignee is not None:
-            _participant(thread, assignee)
-        return ["assignee"]
-
-    thread = _change(access, request, "assign", apply, assignee=assignee.pk if assignee else None)
-    if assignee is not None and assignee.pk != access.user.pk:
-        from apps.notifications.services import notify
-
-        with (
-            transaction.atomic(),
-            translation.override(assignee.preferred_language or settings.LANGUAGE_CODE),
-        ):
-            notify(
-                assignee,
-                "message",
-                _("A conversation was assigned to you"),
-                "",
-                thread_url(thread, assignee),
-                ref=f"messaging.thread:{thread.pk}",
-            )
-    return thread
-
-
-def do_set_urgency(
-    access: ThreadAccess, urgency: str, *, request: HttpRequest | None = None
-) -> Thread:
-    if urgency not in Thread.Urgency.values:
-        raise MessagingError(_("Choose routine or urgent."))
-
-    def apply(thread: Thread) -> list[str]:
-        if thread.urgency == urgency:
-            return []
-        thread.urgency = urgency
-        return ["urgency"]
-
-    return _change(access, request, "urgency", apply, urgency=urgency)
-
-
-def do_resolve(access: ThreadAccess, *, request: HttpRequest | None = None) -> Thread:
-    def apply(thread: Thread) -> list[str]:
-        if thread.state == Thread.State.RESOLVED:
-            return []
-        thread.state = Thread.State.RESOLVED
-        thread.resolved_at = timezone.now()
-        thread.resolved_by = access.user
-        thread.response_due_at = None
-        return ["state", "resolved_at", "resolved_by", "response_due_at"]
-
-    return _change(access, request, "resolve", apply)
-
-
-def do_reopen(access: ThreadAccess, *, request: HttpRequest | None = None) -> Thread:
-    def apply(thread: Thread) -> list[str]:
-        if thread.state == Thread.State.OPEN:
-            return []
-        thread.state = Thread.State.OPEN
-        thread.resolved_at = None
-        thread.resolved_by = None
-        return ["state", "resolved_at", "resolved_by"]
-
-    return _change(access, request, "reopen", apply)
