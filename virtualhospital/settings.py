@@ -121,6 +121,7 @@ INSTALLED_APPS = [
     "apps.devices",
     "apps.teleconsult",
     "apps.messaging",
+    "apps.billing",
     "apps.interop",
 ]
 
@@ -232,6 +233,8 @@ CELERY_BEAT_SCHEDULE = {
         "task": "apps.teleconsult.tasks.purge_recordings",
         "schedule": 3600.0,
     },
+    "billing-capture": {"task": "apps.billing.tasks.capture_charges", "schedule": 60.0},
+    "billing-claims": {"task": "apps.billing.tasks.retry_claims", "schedule": 300.0},
     "scheduling-reminders": {"task": "apps.scheduling.tasks.send_reminders", "schedule": 300.0},
     "scheduling-offers": {
         "task": "apps.scheduling.tasks.expire_waiting_list_offers",
@@ -496,6 +499,12 @@ MESSAGING_OPENING_HOURS = env_opening_hours("MESSAGING_OPENING_HOURS", "1-5 08:0
 MESSAGING_RESPONSE_HOURS = env_int("MESSAGING_RESPONSE_HOURS", 16, minimum=1)
 # At most this many files per message (each within MAX_UPLOAD_MB).
 MESSAGING_MAX_FILES = env_int("MESSAGING_MAX_FILES", 5, minimum=1)
+
+# Billing (apps/billing). Claims to insurers: attempts before a claim is marked failed, the
+# timeout of one HTTP attempt, and where the file connector writes claim files.
+BILLING_CLAIM_ATTEMPTS = env_int("BILLING_CLAIM_ATTEMPTS", 5, minimum=1)
+BILLING_CLAIM_TIMEOUT = env_int("BILLING_CLAIM_TIMEOUT", 15, minimum=1)
+BILLING_CLAIM_DIR = Path(env_str("BILLING_CLAIM_DIR", str(VAR_DIR / "claims")))
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.
