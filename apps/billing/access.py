@@ -41,7 +41,7 @@ def invoices_for_user(user: User) -> QuerySet[Invoice]:
         return Invoice.objects.none()
     if user.role == Role.PATIENT:
         return Invoice.objects.filter(patient__user=user)
-    if is_billing_staff(user):
+    if is_billing_staff(user) and user.organization_id is not None:
         return Invoice.objects.filter(patient__organization_id=user.organization_id)
     return Invoice.objects.none()
 
@@ -50,7 +50,7 @@ def charges_for_user(user: User) -> QuerySet[ChargeItem]:
     """Charge items `user` may see: billing staff of the organisation, the care team."""
     if not user.is_authenticated or not user.is_active:
         return ChargeItem.objects.none()
-    if is_billing_staff(user):
+    if is_billing_staff(user) and user.organization_id is not None:
         return ChargeItem.objects.filter(patient__organization_id=user.organization_id)
     if user.role in CLINICAL_ROLES:
         from apps.records.access import patients_for_user

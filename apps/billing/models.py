@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import uuid
 from decimal import Decimal
+from typing import Any
 
 from django.conf import settings
 from django.core.validators import MinValueValidator
@@ -19,8 +20,12 @@ from django.utils.translation import gettext_lazy as _
 
 from apps.core.models import FhirResource
 
-MONEY = {"max_digits": 12, "decimal_places": 2}
 ZERO = Decimal("0.00")
+
+
+def money(verbose_name: Any = None, **kwargs: Any) -> Any:
+    """An amount in CHF, to the centime."""
+    return models.DecimalField(verbose_name, max_digits=12, decimal_places=2, **kwargs)
 
 
 class Context(models.TextChoices):
@@ -61,7 +66,7 @@ class TariffCode(models.Model):
     tax_points = models.DecimalField(
         _("tax points"), max_digits=10, decimal_places=2, null=True, blank=True
     )
-    price = models.DecimalField(_("price (CHF)"), null=True, blank=True, **MONEY)
+    price = money(_("price (CHF)"), null=True, blank=True)
     # Time-based codes: one unit per started period of this many minutes ("per 5 minutes");
     # empty for one unit per act.
     unit_minutes = models.PositiveIntegerField(_("minutes per unit"), null=True, blank=True)
@@ -98,13 +103,12 @@ class TariffCode(models.Model):
         return f"{self.code} {self.label}"
 
     def applies_to(self, context: str) -> bool:
-        return bool(
-            {
-                Context.VIDEO: self.for_video,
-                Context.IN_PERSON: self.for_in_person,
-                Context.MONITORING: self.for_monitoring,
-            }.get(context)
-        )
+        flags: dict[str, bool] = {
+            Context.VIDEO: self.for_video,
+            Context.IN_PERSON: self.for_in_person,
+            Context.MONITORING: self.for_monitoring,
+        }
+        return flags.get(context, False)
 
 
 class PointValue(models.Model):
@@ -249,8 +253,8 @@ class ChargeItem(FhirResource):
     # Snapshots taken when the item is priced: later tariff changes do not alter it.
     unit_points = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     point_value = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
-    unit_price = models.DecimalField(_("unit price"), **MONEY)
-    amount = models.DecimalField(_("amount"), **MONEY)
+    unit_price = money(_("unit price"))
+    amount = money(_("amount"))
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
     status = models.CharField(
         _("status"), max_length=10, choices=Status.choices, default=Status.PROPOSED
@@ -358,15 +362,15 @@ class Invoice(FhirResource):
     issued_at = models.DateTimeField(_("issued"), default=timezone.now)
     due_date = models.DateField(_("due"))
     # Totals: net of VAT, VAT, total (rounded to 0.05), what the patient and the insurer owe.
-    net = models.DecimalField(_("net"), **MONEY)
-    vat = models.DecimalField(_("VAT"), **MONEY)
-    total = models.DecimalField(_("total"), **MONEY)
-    patient_share = models.DecimalField(_("patient share"), **MONEY)
-    insurer_share = models.DecimalField(_("insurer share"), **MONEY)
+    net = money(_("net"))
+    vat = money(_("VAT"))
+    total = money(_("total"))
+    patient_share = money(_("patient share"))
+    insurer_share = money(_("insurer share"))
     # What the recipient is asked to pay on the QR-bill (rounded to 0.05).
-    amount_due = models.DecimalField(_("amount due"), **MONEY)
-    paid = models.DecimalField(_("paid"), default=ZERO, **MONEY)
-    credited = models.DecimalField(_("credited"), default=ZERO, **MONEY)
+    amount_due = money(_("amount due"))
+    paid = money(_("paid"), default=ZERO)
+    credited = money(_("credited"), default=ZERO)
     # The QR reference (27 digits) or creditor reference (RF…) printed on the QR-bill.
     reference = models.CharField(_("payment reference"), max_length=27, unique=True)
     issued_by = models.ForeignKey(
@@ -412,8 +416,8 @@ class InvoiceLine(models.Model):
     quantity = models.DecimalField(max_digits=8, decimal_places=2)
     unit_points = models.DecimalField(max_digits=10, decimal_places=2, null=True, blank=True)
     point_value = models.DecimalField(max_digits=8, decimal_places=4, null=True, blank=True)
-    unit_price = models.DecimalField(**MONEY)
-    amount = models.DecimalField(**MONEY)
+    unit_price = money()
+    amount = money()
     vat_rate = models.DecimalField(max_digits=5, decimal_places=2, default=ZERO)
     covered = models.BooleanField(default=True)
 
@@ -429,7 +433,7 @@ class CreditNote(models.Model):
 
     number = models.CharField(_("number"), max_length=20, unique=True)
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="credit_notes")
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money(_("amount"))
     reason = models.CharField(_("reason"), max_length=300)
     issued_at = models.DateTimeField(default=timezone.now)
     issued_by = models.ForeignKey(
@@ -459,7 +463,7 @@ class Payment(models.Model):
     invoice = models.ForeignKey(
         Invoice, on_delete=models.PROTECT, null=True, blank=True, related_name="payments"
     )
-    amount = models.DecimalField(_("amount"), **MONEY)
+    amount = money(_("amount"))
     received_on = models.DateField(_("received on"))
     reference = models.CharField(_("reference"), max_length=35, blank=True)
     method = models.CharField(_("method"), max_length=10, choices=Method.choices)

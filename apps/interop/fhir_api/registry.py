@@ -98,6 +98,7 @@ def get(name: str) -> ResourceType | None:
     from . import (  # noqa: F401 - registers
         resources,
         resources_audit,
+        resources_billing,
         resources_messaging,
         resources_scheduling,
     )
@@ -109,6 +110,7 @@ def all_types() -> list[ResourceType]:
     from . import (  # noqa: F401
         resources,
         resources_audit,
+        resources_billing,
         resources_messaging,
         resources_scheduling,
     )

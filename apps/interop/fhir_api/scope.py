@@ -2,7 +2,10 @@
 
 A patient's token: their own compartment. A staff member's token: the patients of their care
 teams and current emergency accesses, minus the sensitive categories their role may not see.
-A system token: every row of the types its scopes name.
+A system token: every row of the types its scopes name. A billing staff member's token: the
+administrative types only (`ADMINISTRATIVE_TYPES`: identity, insurance, codes, amounts; the
+records rule `Level.ADMINISTRATIVE`) of the patients of their organisation; every other type is
+closed to them.
 
 For staff, rows are filtered on `patient_id IN (<granted patient ids>)`, one subquery over the
 guardian grant tables and break-glass accesses, so that PostgreSQL can drive the search from the
@@ -17,7 +20,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 
-from apps.accounts.models import CLINICAL_ROLES, User
+from apps.accounts.models import CLINICAL_ROLES, Role, User
 from apps.records.access import ACCESS_PERMISSION, sensitivities_for
 from apps.records.models import (
     BreakGlassAccess,
@@ -34,6 +37,10 @@ from .registry import ResourceType
 from .search import with_related
 
 _CODENAME = ACCESS_PERMISSION.split(".")[1]
+
+# The types that hold administrative data only, which billing staff read (never notes,
+# observations or any other clinical type).
+ADMINISTRATIVE_TYPES = frozenset({"Patient", "Coverage", "ChargeItem", "Invoice", "Claim"})
 
 
 def _grants(user: User) -> tuple[models.QuerySet[Any], ...]:
@@ -71,8 +78,23 @@ def _may_see_patients(caller: Caller) -> bool:
     return caller.kind == PATIENT or (caller.kind == USER and user.role in CLINICAL_ROLES)
 
 
+def billing_organization(caller: Caller) -> int | None:
+    """The organisation of a billing staff member's token (administrative access), else None."""
+    user = caller.user
+    if caller.kind != USER or user is None or not user.is_active or user.role != Role.BILLING:
+        return None
+    return user.organization_id
+
+
+def _organization_patients(organization_id: int) -> models.QuerySet[Any]:
+    return Patient.objects.filter(organization_id=organization_id).values("pk")
+
+
 def visible_patients(caller: Caller) -> models.QuerySet[Patient]:
     """The patients whose compartment the caller may enter."""
+    organization_id = billing_organization(caller)
+    if organization_id is not None:
+        return Patient.objects.filter(organization_id=organization_id)
     if not _may_see_patients(caller):
         return Patient.objects.none()
     if caller.kind == SYSTEM:
@@ -95,7 +117,11 @@ def _patient_filter(caller: Caller, path: str) -> Q:
 
 
 def may_see_patient(caller: Caller, patient_id: int) -> bool:
-    """Whether the caller may enter this one patient's compartment (simple indexed lookups)."""
+    """Whether the caller may enter this one patient's compartment (simple indexed lookups);
+    for billing staff, its administrative types only (`scoped` keeps the others closed)."""
+    organization_id = billing_organization(caller)
+    if organization_id is not None:
+        return Patient.objects.filter(pk=patient_id, organization_id=organization_id).exists()
     if not _may_see_patients(caller):
         return False
     if caller.kind == SYSTEM:
@@ -143,6 +169,14 @@ def _compartment(
     if rtype.patient_path is None:
         return queryset
     column = f"{rtype.patient_path}_id" if rtype.patient_path else "pk"
+    organization_id = billing_organization(caller)
+    if organization_id is not None:
+        # Before the patient pin: `checked` may come from `may_see_patient`, which lets billing
+        # staff into the compartment for these types only.
+        if rtype.name not in ADMINISTRATIVE_TYPES:
+            return queryset.none()
+        queryset = queryset.filter(**{f"{column}__in": _organization_patients(organization_id)})
+        return queryset if patient_id is None else queryset.filter(**{column: patient_id})
     if patient_id is not None:
         if not checked and not may_see_patient(caller, patient_id):
             return queryset.none()
