@@ -197,11 +197,11 @@ def make_encounter(clinician: User) -> Callable[..., Encounter]:
         patient: Patient, minutes: int = 17, kind: str = Encounter.Kind.VIRTUAL, **fields: Any
     ) -> Encounter:
         ended = fields.pop("ended_at", timezone.now() - dt.timedelta(hours=1))
+        fields.setdefault("status", Encounter.Status.FINISHED)
+        fields.setdefault("practitioner", clinician)
         return Encounter.objects.create(
             patient=patient,
-            status=Encounter.Status.FINISHED,
             kind=kind,
-            practitioner=clinician,
             started_at=ended - dt.timedelta(minutes=minutes),
             ended_at=ended,
             **fields,
