@@ -406,8 +406,10 @@ class InvoiceLine(models.Model):
     """A line of an invoice: a snapshot of its charge item."""
 
     invoice = models.ForeignKey(Invoice, on_delete=models.PROTECT, related_name="lines")
-    charge = models.OneToOneField(
-        ChargeItem, on_delete=models.PROTECT, null=True, related_name="line"
+    # A charge of a cancelled invoice goes back to "confirmed" and is invoiced again: it then
+    # has a line on each invoice.
+    charge = models.ForeignKey(
+        ChargeItem, on_delete=models.PROTECT, null=True, related_name="lines"
     )
     performed_at = models.DateTimeField()
     tariff = models.CharField(max_length=30)
@@ -440,6 +442,7 @@ class CreditNote(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     pdf_name = models.CharField(max_length=80, blank=True)
+    pdf_sha256 = models.CharField(max_length=64, blank=True)
 
     class Meta:
         verbose_name = _("credit note")
@@ -541,6 +544,8 @@ class BillingRun(models.Model):
         settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+"
     )
     status = models.CharField(max_length=10, choices=Status.choices, default=Status.QUEUED)
+    # The patients to invoice; empty: every patient of the organisation with confirmed charges.
+    patient_ids = models.JSONField(default=list, blank=True)
     total = models.PositiveIntegerField(default=0)
     done = models.PositiveIntegerField(default=0)
     failed = models.PositiveIntegerField(default=0)
