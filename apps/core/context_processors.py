@@ -8,6 +8,8 @@ from django.urls import reverse
 from django.utils.functional import SimpleLazyObject
 from django.utils.translation import gettext_lazy as _
 
+from apps.accounts.models import Role
+
 # The navigation item that carries the unread-conversations badge.
 MESSAGES_BADGE = "messaging"
 
@@ -21,6 +23,7 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         items.append((_("My appointments"), reverse("scheduling:my_appointments")))
         messages_url = reverse("messaging:thread_list")
         items.append((_("Messages"), messages_url))
+        items.append((_("My invoices"), reverse("billing:my_invoices")))
     else:
         items = [(_("Clinic"), reverse("clinic_home"))]
         if user.is_clinician:
@@ -34,6 +37,12 @@ def _nav(user: Any) -> list[dict[str, Any]]:
             items.append((_("Monitoring"), reverse("devices:dashboard")))
             items.append((_("Alerts"), reverse("devices:alerts")))
             items.append((_("Devices"), reverse("devices:registry")))
+            items.append((_("Charges to review"), reverse("billing:charges_review")))
+        if user.role == Role.BILLING and user.organization_id is not None:
+            # The billing workspace (unbilled charges, runs), then its two daily lists.
+            items.append((_("Billing"), reverse("billing:workspace")))
+            items.append((_("Invoices"), reverse("billing:invoices")))
+            items.append((_("Payments"), reverse("billing:payments")))
         if user.is_staff:
             items.append((_("Administration"), reverse("admin:index")))
             items.append((_("API"), reverse("api-docs")))
@@ -43,6 +52,21 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         {"label": label, "url": url, "badge": MESSAGES_BADGE if url == messages_url else ""}
         for label, url in items
     ]
+
+
+def _billing_card(user: Any) -> dict[str, Any]:
+    from apps.billing.access import charges_for_user, invoices_for_user, is_billing_staff
+    from apps.billing.models import ChargeItem, Invoice
+
+    if user.is_patient:
+        return {"open": invoices_for_user(user).filter(status=Invoice.Status.ISSUED).count()}
+    if is_billing_staff(user):
+        confirmed = charges_for_user(user).filter(status=ChargeItem.Status.CONFIRMED)
+        return {"unbilled": confirmed.values("patient_id").distinct().count()}
+    if user.is_clinician:
+        proposed = charges_for_user(user).filter(status=ChargeItem.Status.PROPOSED)
+        return {"to_review": proposed.count()}
+    return {}
 
 
 def portal(request: HttpRequest) -> dict[str, Any]:
@@ -60,6 +84,8 @@ def portal(request: HttpRequest) -> dict[str, Any]:
             # One query, and only on pages that show the navigation.
             context["messaging_unread"] = SimpleLazyObject(lambda: unread_thread_count(user))
         context["in_clinic"] = user.is_staff_member
+        # The home pages' billing card; lazy: one query, only where a page shows it.
+        context["billing_card"] = SimpleLazyObject(lambda: _billing_card(user))
         if user.is_staff_member:
             context["idle_timeout"] = settings.STAFF_IDLE_TIMEOUT
     return context
