@@ -20,10 +20,13 @@ from apps.billing.models import (
     Context,
     Coverage,
     Insurer,
+    Invoice,
+    InvoiceLine,
     PointValue,
     Tariff,
     TariffCode,
 )
+from apps.billing.money import round_chf
 from apps.records.models import Encounter, Patient
 from apps.records.services.care_team import default_team, do_add_member
 
@@ -237,5 +240,72 @@ def make_charge(codes: dict[str, TariffCode], clinician: User) -> Callable[..., 
             vat_rate=tariff_code.vat_rate,
             **fields,
         )
+
+    return make
+
+
+# ---------------------------------------------------------------------------------------------
+# Invoices, made by hand (the invoice service is tested on its own)
+
+
+@pytest.fixture
+def make_invoice(
+    organization: Organization, make_charge: Callable[..., ChargeItem]
+) -> Callable[..., Invoice]:
+    counter = {"n": 0}
+
+    def make(patient: Patient, *, status: str = Invoice.Status.ISSUED, **fields: Any) -> Invoice:
+        counter["n"] += 1
+        coverage = Coverage.objects.filter(patient=patient).first()
+        insurer = coverage.insurer if coverage else None
+        charges = [
+            make_charge(patient, "video_base", 1, "17.20"),
+            make_charge(patient, "video_more", 3, "16.05"),
+            make_charge(patient, "report", 1, "35.00"),
+        ]
+        net = sum((c.amount for c in charges), Decimal("0.00"))
+        vat = Decimal("2.84")
+        total = round_chf(net + vat)
+        share = round_chf(total * Decimal("0.10"))
+        pay_insurer = (
+            insurer is not None and insurer.payment_mode == Insurer.PaymentMode.INSURER_PAYS
+        )
+        invoice = Invoice.objects.create(
+            number=f"2026-{counter['n']:06d}",
+            year=2026,
+            sequence=counter["n"],
+            patient=patient,
+            organization=organization,
+            coverage=coverage,
+            insurer=insurer,
+            recipient=Invoice.Recipient.INSURER if pay_insurer else Invoice.Recipient.PATIENT,
+            status=status,
+            due_date=timezone.localdate() + dt.timedelta(days=30),
+            net=net,
+            vat=vat,
+            total=total,
+            patient_share=share,
+            insurer_share=total - share,
+            amount_due=share if pay_insurer else total,
+            reference=f"{counter['n']:027d}",
+            **fields,
+        )
+        for charge in charges:
+            charge.status = ChargeItem.Status.INVOICED
+            charge.invoice = invoice
+            charge.save()
+            InvoiceLine.objects.create(
+                invoice=invoice,
+                charge=charge,
+                performed_at=charge.performed_at,
+                tariff=charge.code.tariff.code,
+                code=charge.code.code,
+                label=charge.code.label,
+                quantity=charge.quantity,
+                unit_price=charge.unit_price,
+                amount=charge.amount,
+                vat_rate=charge.vat_rate,
+            )
+        return invoice
 
     return make

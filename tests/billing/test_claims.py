@@ -9,7 +9,6 @@ import json
 import threading
 import uuid
 from collections.abc import Callable, Iterator
-from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -21,8 +20,7 @@ from django.utils import timezone
 from apps.accounts.models import Organization, Role, User
 from apps.audit.models import AuditEvent
 from apps.billing.fhir import SYS_CLAIM, SYS_INVOICE, tariff_system
-from apps.billing.models import ChargeItem, Claim, Coverage, Insurer, Invoice, InvoiceLine
-from apps.billing.money import round_chf
+from apps.billing.models import Claim, Coverage, Insurer, Invoice
 from apps.billing.services import BillingError, claims
 from apps.billing.services.claims import (
     claim_resource,
@@ -150,73 +148,6 @@ def _fast(monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path) -> Non
     settings.BILLING_CLAIM_ATTEMPTS = 5
     settings.BILLING_CLAIM_TIMEOUT = 5
     settings.BILLING_CLAIM_DIR = tmp_path / "claims"
-
-
-# ---------------------------------------------------------------------------------------------
-# Invoices, made by hand (the invoice service is tested on its own)
-
-
-@pytest.fixture
-def make_invoice(
-    organization: Organization, make_charge: Callable[..., ChargeItem]
-) -> Callable[..., Invoice]:
-    counter = {"n": 0}
-
-    def make(patient: Patient, *, status: str = Invoice.Status.ISSUED, **fields: Any) -> Invoice:
-        counter["n"] += 1
-        coverage = Coverage.objects.filter(patient=patient).first()
-        insurer = coverage.insurer if coverage else None
-        charges = [
-            make_charge(patient, "video_base", 1, "17.20"),
-            make_charge(patient, "video_more", 3, "16.05"),
-            make_charge(patient, "report", 1, "35.00"),
-        ]
-        net = sum((c.amount for c in charges), Decimal("0.00"))
-        vat = Decimal("2.84")
-        total = round_chf(net + vat)
-        share = round_chf(total * Decimal("0.10"))
-        pay_insurer = (
-            insurer is not None and insurer.payment_mode == Insurer.PaymentMode.INSURER_PAYS
-        )
-        invoice = Invoice.objects.create(
-            number=f"2026-{counter['n']:06d}",
-            year=2026,
-            sequence=counter["n"],
-            patient=patient,
-            organization=organization,
-            coverage=coverage,
-            insurer=insurer,
-            recipient=Invoice.Recipient.INSURER if pay_insurer else Invoice.Recipient.PATIENT,
-            status=status,
-            due_date=timezone.localdate() + dt.timedelta(days=30),
-            net=net,
-            vat=vat,
-            total=total,
-            patient_share=share,
-            insurer_share=total - share,
-            amount_due=share if pay_insurer else total,
-            reference=f"{counter['n']:027d}",
-            **fields,
-        )
-        for charge in charges:
-            charge.status = ChargeItem.Status.INVOICED
-            charge.invoice = invoice
-            charge.save()
-            InvoiceLine.objects.create(
-                invoice=invoice,
-                charge=charge,
-                performed_at=charge.performed_at,
-                tariff=charge.code.tariff.code,
-                code=charge.code.code,
-                label=charge.code.label,
-                quantity=charge.quantity,
-                unit_price=charge.unit_price,
-                amount=charge.amount,
-                vat_rate=charge.vat_rate,
-            )
-        return invoice
-
-    return make
 
 
 @pytest.fixture

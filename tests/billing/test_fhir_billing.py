@@ -27,7 +27,6 @@ from apps.interop.fhir_api.oauth import do_create_fhir_client
 from apps.interop.fhir_api.scope import ADMINISTRATIVE_TYPES
 from apps.records.fhir import EXT, SYS_GLN, SYS_INSURANCE_CARD, SYS_USER, validate
 from apps.records.models import BreakGlassAccess, Encounter, Patient, Practitioner
-from tests.billing.test_claims import make_invoice  # noqa: F401 - a fixture
 
 TYPES = ("ChargeItem", "Invoice", "Coverage", "Claim")
 
@@ -86,7 +85,7 @@ def practitioner(clinician: User) -> Practitioner:
 @pytest.fixture
 def billed(
     record: Patient,
-    make_invoice: Callable[..., Invoice],  # noqa: F811 - the fixture imported above
+    make_invoice: Callable[..., Invoice],
     make_encounter: Callable[..., Encounter],
     make_charge: Callable[..., ChargeItem],
     practitioner: Practitioner,
@@ -413,7 +412,7 @@ def test_search_by_status_date_identifier_and_code(
     billed: dict[str, Any],
     record: Patient,
     billing_user: User,
-    make_invoice: Callable[..., Invoice],  # noqa: F811 - the fixture imported above
+    make_invoice: Callable[..., Invoice],
     api: Callable[..., Client],
 ) -> None:
     client = api(billing_user, "user/*.rs")
@@ -489,7 +488,7 @@ def test_a_search_page_costs_the_same_whatever_its_size(
     record: Patient,
     billing_user: User,
     patient: User,
-    make_invoice: Callable[..., Invoice],  # noqa: F811 - the fixture imported above
+    make_invoice: Callable[..., Invoice],
     make_charge: Callable[..., ChargeItem],
     insurer: Insurer,
     django_assert_num_queries: Any,

@@ -31,7 +31,6 @@ is put back to the last remaining invoice; audit rows written meanwhile stay.
 from __future__ import annotations
 
 import json
-import os
 import random
 import resource
 import time
@@ -39,13 +38,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
 from django.db.models import Count, Max
 
 from apps.accounts.models import Organization, User
-from apps.audit.models import AuditEvent
 from apps.billing.bench import (
     EMAIL_PREFIX,
     ORGANIZATION_NAME,
@@ -68,6 +65,7 @@ from apps.billing.models import (
     InvoiceSequence,
     Payment,
 )
+from apps.core.benchmarks import bench_run, positive_int
 from apps.records.bench import percentile
 from apps.records.models import Patient
 from apps.records.services.documents import storage_path
@@ -324,46 +322,14 @@ def check(seeded: Seeded) -> dict[str, Any]:
     }
 
 
-def _database() -> str:
-    if connection.vendor == "postgresql":
-        version = connection.pg_version  # type: ignore[attr-defined]
-        return f"PostgreSQL {version // 10000}.{version % 10000}"
-    return connection.vendor
-
-
 def run(options: Options, progress: Progress) -> dict[str, Any]:
     check_database(options)
-    clean_up(progress)  # the leftovers of an interrupted run would skew the figures
-    audit_mark = AuditEvent.objects.aggregate(top=Max("seq"))["top"] or 0
-    result: dict[str, Any] = {
-        "database": _database(),
-        "cpus": os.cpu_count(),
-        "debug": settings.DEBUG,
-        # Other work on the machine shows in the times: the load at the start and at the end.
-        "load_average": [round(os.getloadavg()[0], 2)],
-    }
-    try:
+    with bench_run(keep=options.keep, clean_up=lambda: clean_up(progress)) as result:
         seeded = seed_people(options, progress)
         result.update(generate(seeded, options, progress))
         result["seeded"] = {**seeded.counts, "build_seconds": seeded.seconds}
         result["checks"] = check(seeded)
-    finally:
-        if options.keep:
-            result["kept"] = True
-        else:
-            started = time.perf_counter()
-            clean_up(progress)
-            result["cleanup_seconds"] = round(time.perf_counter() - started, 1)
-    result["audit_rows_added"] = AuditEvent.objects.filter(seq__gt=audit_mark).count()
-    result["load_average"].append(round(os.getloadavg()[0], 2))
     return result
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):
@@ -371,10 +337,10 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = Options()
-        parser.add_argument("--invoices", type=_positive, default=defaults.invoices)
+        parser.add_argument("--invoices", type=positive_int, default=defaults.invoices)
         parser.add_argument(
             "--patients",
-            type=_positive,
+            type=positive_int,
             default=None,
             help="patients (default: one per invoice; fewer make the invoices in rounds)",
         )

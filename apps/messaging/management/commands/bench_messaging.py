@@ -25,7 +25,6 @@ interrupted run at the start) unless `--keep`; audit rows written meanwhile stay
 from __future__ import annotations
 
 import json
-import os
 import re
 import time
 from collections import Counter
@@ -35,7 +34,6 @@ from typing import Any
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.db import connection, transaction
-from django.db.models import Max
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
@@ -43,7 +41,7 @@ from django_otp import DEVICE_ID_SESSION_KEY
 from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import Organization, User
-from apps.audit.models import AuditEvent
+from apps.core.benchmarks import bench_run, positive_int
 from apps.messaging.bench import (
     EMAIL_PREFIX,
     ORGANIZATION_NAME,
@@ -367,25 +365,9 @@ def measure(cast: Cast, options: Options, progress: Progress) -> dict[str, Any]:
     return figures
 
 
-def _database() -> str:
-    if connection.vendor == "postgresql":
-        version = connection.pg_version  # type: ignore[attr-defined]
-        return f"PostgreSQL {version // 10000}.{version % 10000}"
-    return connection.vendor
-
-
 def run(options: Options, progress: Progress) -> dict[str, Any]:
     check_database(options)
-    clean_up(progress)  # the leftovers of an interrupted run would skew the figures
-    audit_mark = AuditEvent.objects.aggregate(top=Max("seq"))["top"] or 0
-    result: dict[str, Any] = {
-        "database": _database(),
-        "cpus": os.cpu_count(),
-        "debug": settings.DEBUG,
-        # Other work on the machine shows in the times: the load at the start and at the end.
-        "load_average": [round(os.getloadavg()[0], 2)],
-    }
-    try:
+    with bench_run(keep=options.keep, clean_up=lambda: clean_up(progress)) as result:
         seeded = seed(options, progress)
         cast = pick_cast(seeded)
         result["seeded"] = {**seeded.counts, "build_seconds": seeded.seconds}
@@ -393,23 +375,7 @@ def run(options: Options, progress: Progress) -> dict[str, Any]:
         result["pages"] = pages
         result["constant"] = all(page["constant"] for page in pages.values())
         result["slow_pages"] = [name for name, page in pages.items() if page["p95_ms"] > SLOW_MS]
-    finally:
-        if options.keep:
-            result["kept"] = True
-        else:
-            started = time.perf_counter()
-            clean_up(progress)
-            result["cleanup_seconds"] = round(time.perf_counter() - started, 1)
-    result["audit_rows_added"] = AuditEvent.objects.filter(seq__gt=audit_mark).count()
-    result["load_average"].append(round(os.getloadavg()[0], 2))
     return result
-
-
-def _positive(value: str) -> int:
-    number = int(value)
-    if number < 1:
-        raise ValueError(value)
-    return number
 
 
 class Command(BaseCommand):
@@ -417,22 +383,25 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser: CommandParser) -> None:
         defaults = Options()
-        parser.add_argument("--messages", type=_positive, default=defaults.messages)
+        parser.add_argument("--messages", type=positive_int, default=defaults.messages)
         parser.add_argument(
             "--threads",
-            type=_positive,
+            type=positive_int,
             default=None,
             help="conversations (default: one per ten messages)",
         )
-        parser.add_argument("--patients", type=_positive, default=defaults.patients)
+        parser.add_argument("--patients", type=positive_int, default=defaults.patients)
         parser.add_argument(
             "--clinicians",
-            type=_positive,
+            type=positive_int,
             default=defaults.clinicians,
             help="clinicians, in practices of five (at least 3)",
         )
         parser.add_argument(
-            "--requests", type=_positive, default=defaults.requests, help="timed requests per page"
+            "--requests",
+            type=positive_int,
+            default=defaults.requests,
+            help="timed requests per page",
         )
         parser.add_argument("--seed", type=int, default=defaults.seed, help="random seed")
         parser.add_argument("--keep", action="store_true", help="leave the bench rows in place")
