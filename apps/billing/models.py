@@ -17,6 +17,7 @@ from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+from django.utils.translation import pgettext_lazy
 
 from apps.core.models import FhirResource
 
@@ -334,7 +335,7 @@ class Invoice(FhirResource):
     """An issued invoice (FHIR Invoice). Never edited once issued: credit notes correct it."""
 
     class Status(models.TextChoices):
-        ISSUED = "issued", _("issued")
+        ISSUED = "issued", pgettext_lazy("invoice status", "issued")
         PAID = "paid", _("paid")
         CANCELLED = "cancelled", _("cancelled")
 

@@ -9,6 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 
@@ -34,7 +35,10 @@ VALID_FROM = dt.date(2020, 1, 1)
 
 @pytest.fixture
 def client(admin_user: User) -> Client:
-    return verified_client(admin_user)
+    """The admin, reading it in English (the messages below are matched in English)."""
+    client = verified_client(admin_user)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    return client
 
 
 @pytest.fixture

@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 from django.http import Http404
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from apps.accounts.models import Organization, Role, User
 from apps.audit.models import AuditEvent
@@ -458,6 +458,14 @@ def test_a_claim_file_that_cannot_be_written_is_retried_later(
 # Sending: what may be sent, and by whom
 
 
+@pytest.fixture
+def in_english() -> Iterator[None]:
+    """The refusals below are matched in English (the default language is French)."""
+    with translation.override("en"):
+        yield
+
+
+@pytest.mark.usefixtures("in_english")
 def test_an_invoice_cannot_be_claimed_twice(
     invoice: Invoice, billing_user: User, insurer_server: InsurerServer
 ) -> None:
@@ -480,6 +488,7 @@ def test_an_invoice_cannot_be_claimed_twice(
     assert Claim.objects.filter(invoice=invoice).count() == 2
 
 
+@pytest.mark.usefixtures("in_english")
 def test_what_cannot_be_claimed(
     record: Patient,
     record2: Patient,

@@ -140,7 +140,7 @@ class TariffCodeAdmin(admin.ModelAdmin):
                 ),
                 "description": _(
                     "Time-based codes count one unit per started period of the given minutes "
-                    "(\u201cper 5 minutes\u201d); leave the minutes empty for one unit per act."
+                    "(“per 5 minutes”); leave the minutes empty for one unit per act."
                 ),
             },
         ),
