@@ -24,6 +24,16 @@ from ..models import (
 from .common import audit_opened
 
 
+class _AuditedReadOnlyAdmin(ReadOnlyAdmin):
+    """Read-only, and opening a row is audited against its patient (`patient_path`)."""
+
+    patient_path = "patient_id"
+
+    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
+        audit_opened(request, self.model, object_id, self.patient_path)
+        return super().change_view(request, object_id, *args, **kwargs)
+
+
 class _ReadOnlyInline(admin.TabularInline):
     extra = 0
     can_delete = False
@@ -100,7 +110,7 @@ INVOICE_FIELDS = (
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(ReadOnlyAdmin):
+class InvoiceAdmin(_AuditedReadOnlyAdmin):
     """Issued invoices, never changed or deleted here (no PDF either: the billing pages)."""
 
     list_display = (
@@ -125,16 +135,12 @@ class InvoiceAdmin(ReadOnlyAdmin):
     readonly_fields = INVOICE_FIELDS
     inlines = [InvoiceLineInline, CreditNoteInline, PaymentInline, ClaimInline]
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        audit_opened(request, Invoice, object_id, "patient_id")
-        return super().change_view(request, object_id, *args, **kwargs)
-
 
 CREDIT_NOTE_FIELDS = ("number", "invoice", "amount", "reason", "issued_at", "issued_by")
 
 
 @admin.register(CreditNote)
-class CreditNoteAdmin(ReadOnlyAdmin):
+class CreditNoteAdmin(_AuditedReadOnlyAdmin):
     list_display = CREDIT_NOTE_FIELDS
     list_select_related = ("invoice", "issued_by")
     search_fields = ("number", "invoice__number")
@@ -142,9 +148,7 @@ class CreditNoteAdmin(ReadOnlyAdmin):
     fields = CREDIT_NOTE_FIELDS
     readonly_fields = CREDIT_NOTE_FIELDS
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        audit_opened(request, CreditNote, object_id, "invoice__patient_id")
-        return super().change_view(request, object_id, *args, **kwargs)
+    patient_path = "invoice__patient_id"
 
 
 PAYMENT_FIELDS = (
@@ -173,7 +177,7 @@ class MatchedFilter(admin.SimpleListFilter):
 
 
 @admin.register(Payment)
-class PaymentAdmin(ReadOnlyAdmin):
+class PaymentAdmin(_AuditedReadOnlyAdmin):
     list_display = ("received_on", "amount", "invoice", "reference", "method")
     list_filter = ("method", MatchedFilter, "received_on")
     list_select_related = ("invoice",)
@@ -182,9 +186,7 @@ class PaymentAdmin(ReadOnlyAdmin):
     fields = PAYMENT_FIELDS
     readonly_fields = PAYMENT_FIELDS
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        audit_opened(request, Payment, object_id, "invoice__patient_id")
-        return super().change_view(request, object_id, *args, **kwargs)
+    patient_path = "invoice__patient_id"
 
 
 CLAIM_FIELDS = (
@@ -202,7 +204,7 @@ CLAIM_FIELDS = (
 
 
 @admin.register(Claim)
-class ClaimAdmin(ReadOnlyAdmin):
+class ClaimAdmin(_AuditedReadOnlyAdmin):
     list_display = ("invoice", "insurer", "status", "attempts", "created_at", "submitted_at")
     list_filter = ("status", "insurer")
     list_select_related = ("invoice", "insurer")
@@ -211,9 +213,7 @@ class ClaimAdmin(ReadOnlyAdmin):
     fields = CLAIM_FIELDS
     readonly_fields = CLAIM_FIELDS
 
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        audit_opened(request, Claim, object_id, "invoice__patient_id")
-        return super().change_view(request, object_id, *args, **kwargs)
+    patient_path = "invoice__patient_id"
 
 
 CHARGE_FIELDS = (
@@ -237,7 +237,7 @@ CHARGE_FIELDS = (
 
 
 @admin.register(ChargeItem)
-class ChargeItemAdmin(ReadOnlyAdmin):
+class ChargeItemAdmin(_AuditedReadOnlyAdmin):
     """Charges are proposed by capture and reviewed by clinicians on the clinic pages."""
 
     list_display = ("performed_at", "patient", "code", "quantity", "amount", "status", "invoice")
@@ -248,10 +248,6 @@ class ChargeItemAdmin(ReadOnlyAdmin):
     show_full_result_count = False
     fields = CHARGE_FIELDS
     readonly_fields = CHARGE_FIELDS
-
-    def change_view(self, request: HttpRequest, object_id: str, *args: Any, **kwargs: Any) -> Any:
-        audit_opened(request, ChargeItem, object_id, "patient_id")
-        return super().change_view(request, object_id, *args, **kwargs)
 
 
 RUN_FIELDS = (
