@@ -122,6 +122,7 @@ INSTALLED_APPS = [
     "apps.teleconsult",
     "apps.messaging",
     "apps.billing",
+    "apps.care",
     "apps.interop",
 ]
 

@@ -32,6 +32,7 @@ urlpatterns = [
     path("", include("apps.teleconsult.urls")),
     path("", include("apps.messaging.urls")),
     path("", include("apps.billing.urls")),
+    path("", include("apps.care.urls")),
     # OAuth2 for backend systems of the FHIR API (client-credentials grant only).
     path("o/token/", oauth2_views.TokenView.as_view(), name="oauth2-token"),
     path("o/revoke_token/", oauth2_views.RevokeTokenView.as_view(), name="oauth2-revoke"),

@@ -23,6 +23,7 @@ def _nav(user: Any) -> list[dict[str, Any]]:
         items.append((_("My appointments"), reverse("scheduling:my_appointments")))
         messages_url = reverse("messaging:thread_list")
         items.append((_("Messages"), messages_url))
+        items.append((_("My care"), reverse("care:my_care")))
         items.append((_("My invoices"), reverse("billing:my_invoices")))
     else:
         items = [(_("Clinic"), reverse("clinic_home"))]
@@ -31,6 +32,8 @@ def _nav(user: Any) -> list[dict[str, Any]]:
             # The triage inbox of the care teams' conversations.
             messages_url = reverse("messaging:inbox")
             items.append((_("Messages"), messages_url))
+            items.append((_("My tasks"), reverse("care:my_tasks")))
+            items.append((_("Meetings"), reverse("care:meetings")))
             items.append((_("Agenda"), reverse("scheduling:team_agenda")))
             items.append((_("Video consultations"), reverse("teleconsult:consultations")))
             items.append((_("Follow-ups"), reverse("scheduling:follow_ups")))

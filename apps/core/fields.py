@@ -26,6 +26,10 @@ class EncryptedTextField(models.BinaryField):
         kwargs.pop("editable", None)
         return name, path, args, kwargs
 
+    def get_default(self) -> Any:
+        # BinaryField turns an empty default into b"", which would be stored unsealed.
+        return models.Field.get_default(self)
+
     def from_db_value(self, value: Any, expression: Any, connection: Any) -> str | None:
         if value is None:
             return None

@@ -72,6 +72,17 @@ EVENT_TYPES: dict[str, frozenset[str]] = {
     ),
     # To one user: how many conversations they have unread (the navigation badge).
     "messaging.unread": frozenset({"threads"}),
+    # Care coordination (apps/care), to the user groups of the patient's care team:
+    # a task was created or changed (task lists update their row, the badge its count).
+    "care.task": frozenset(
+        {"id", "patient", "status", "priority", "assignee_id", "due_at", "overdue", "url"}
+    ),
+    # A care plan changed (activities, goals, status): open plan pages refresh.
+    "care.plan": frozenset({"plan", "patient", "status", "progress", "url"}),
+    # A decision-support proposal was made, accepted, dismissed or became outdated.
+    "care.proposal": frozenset({"id", "patient", "status", "url"}),
+    # To a meeting's participants: the meeting or one of its cases changed.
+    "care.meeting": frozenset({"meeting", "status", "case", "url"}),
 }
 
 # Message types that consumers implement as `realtime_event` (one event) and

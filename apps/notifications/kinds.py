@@ -33,6 +33,15 @@ KINDS: dict[str, Kind] = {
         Kind("record.access", _("Emergency access to a record"), EVERYONE, email=True, sms=True),
         Kind("device.alert", _("Remote-monitoring alerts"), STAFF, email=False, sms=True),
         Kind("care.task", _("Care tasks and meetings"), STAFF, email=True, sms=False),
+        Kind("care.reminder", _("Medication reminders"), PATIENTS, email=False, sms=True),
+        Kind(
+            "care.questionnaire",
+            _("Follow-up questionnaires and surveys"),
+            PATIENTS,
+            email=True,
+            sms=False,
+        ),
+        Kind("care.support", _("Decision-support proposals"), STAFF, email=False, sms=False),
         Kind("billing", _("Invoices and payments"), EVERYONE, email=True, sms=False),
         Kind("announcement", _("Announcements"), EVERYONE, email=False, sms=False),
     ]

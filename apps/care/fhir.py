@@ -1,0 +1,1 @@
+"""FHIR R4 mapping of care coordination (CarePlan, Task, Questionnaire, QuestionnaireResponse)."""

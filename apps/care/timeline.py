@@ -1,0 +1,1 @@
+"""Care coordination entries of the patient timeline."""
