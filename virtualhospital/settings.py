@@ -237,6 +237,12 @@ CELERY_BEAT_SCHEDULE = {
     "billing-capture": {"task": "apps.billing.tasks.capture_charges", "schedule": 60.0},
     "billing-claims": {"task": "apps.billing.tasks.retry_claims", "schedule": 300.0},
     "scheduling-reminders": {"task": "apps.scheduling.tasks.send_reminders", "schedule": 300.0},
+    # Care coordination: dose reminders every minute (doses fall on the minute), the rest
+    # every few minutes; all idempotent.
+    "care-dose-reminders": {"task": "apps.care.tasks.send_dose_reminders", "schedule": 60.0},
+    "care-questionnaires": {"task": "apps.care.tasks.send_questionnaires", "schedule": 300.0},
+    "care-overdue-tasks": {"task": "apps.care.tasks.flag_overdue_tasks", "schedule": 300.0},
+    "care-decision-support": {"task": "apps.care.tasks.evaluate_rules", "schedule": 900.0},
     "scheduling-offers": {
         "task": "apps.scheduling.tasks.expire_waiting_list_offers",
         "schedule": 300.0,
@@ -506,6 +512,18 @@ MESSAGING_MAX_FILES = env_int("MESSAGING_MAX_FILES", 5, minimum=1)
 BILLING_CLAIM_ATTEMPTS = env_int("BILLING_CLAIM_ATTEMPTS", 5, minimum=1)
 BILLING_CLAIM_TIMEOUT = env_int("BILLING_CLAIM_TIMEOUT", 15, minimum=1)
 BILLING_CLAIM_DIR = Path(env_str("BILLING_CLAIM_DIR", str(VAR_DIR / "claims")))
+
+# Care coordination (apps/care). Default dose times (local wall times; 1 dose a day is the
+# first, 2 the first and third…, the patient may choose others) and quiet hours, in which no
+# reminder is sent (it waits for their end). A dose reminder without an answer after
+# CARE_DOSE_ANSWER_HOURS counts as missed. Doses are planned CARE_DOSE_HORIZON_HOURS ahead.
+CARE_DOSE_TIMES = env_list("CARE_DOSE_TIMES", ["08:00", "12:00", "18:00", "22:00"])
+CARE_QUIET_HOURS = env_list("CARE_QUIET_HOURS", ["22:30", "07:00"])
+CARE_DOSE_ANSWER_HOURS = env_int("CARE_DOSE_ANSWER_HOURS", 12, minimum=1)
+CARE_DOSE_HORIZON_HOURS = env_int("CARE_DOSE_HORIZON_HOURS", 36, minimum=1)
+# The satisfaction survey sent after a consultation of a patient on no pathway that sets one
+# (a Questionnaire code; empty: none).
+CARE_SATISFACTION_SURVEY = env_str("CARE_SATISFACTION_SURVEY", "satisfaction-consultation")
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

@@ -13,6 +13,7 @@ api_v1 = [
     path("", include("apps.devices.api_urls")),
     path("", include("apps.scheduling.api_urls")),
     path("", include("apps.messaging.api_urls")),
+    path("", include("apps.care.api_urls")),
 ]
 
 urlpatterns = [
