@@ -405,6 +405,13 @@ SPECTACULAR_SETTINGS = {
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     "REDOC_DIST": "SIDECAR",
+    # Care coordination serialises several choice sets under the same field names.
+    "ENUM_NAME_OVERRIDES": {
+        "CarePlanStatusEnum": "apps.care.models.CarePlan.Status",
+        "TaskStatusEnum": "apps.care.models.Task.Status",
+        "TaskKindEnum": "apps.care.models.common.TaskKind",
+        "ActivityKindEnum": "apps.care.models.common.ActivityKind",
+    },
 }
 
 # Security. Production (DEBUG=0) runs behind a TLS-terminating proxy.

@@ -68,6 +68,7 @@ class ConsultationAdmin(admin.ModelAdmin):  # type: ignore[type-arg]
     fields = (
         "room",
         "patient",
+        "staff",
         "appointment",
         "opened_by",
         "urgent",

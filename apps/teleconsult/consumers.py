@@ -101,7 +101,9 @@ def enter(room: str, scope: dict[str, Any]) -> Entry | int:
         return CLOSE_NOT_ALLOWED
     attendance = arrive(member)
     consultation = member.consultation
-    if consultation.appointment_id is not None:
+    if consultation.is_staff_room:
+        clinician_ids = []  # everybody is a clinician, admitted at once: nobody waits
+    elif consultation.appointment_id is not None:
         clinician_ids = list(
             Participant.objects.filter(
                 appointment_id=consultation.appointment_id, active=True
@@ -117,7 +119,7 @@ def enter(room: str, scope: dict[str, Any]) -> Entry | int:
         member=member,
         admitted=is_admitted(attendance),
         clinician_ids=clinician_ids,
-        patient_name=consultation.patient.full_name,
+        patient_name=consultation.patient.full_name if consultation.patient else "",
         call={
             "status": consultation.status,
             "started_at": started.isoformat() if started else None,

@@ -1,6 +1,10 @@
 """Video consultations: a room per video appointment (or an ad-hoc urgent room), the people
 who entered it, invited guests, recording consents, the in-call chat and recordings.
 
+A room without a patient is a *staff room* (a multidisciplinary meeting's video, opened by
+apps.care): only the clinicians listed in `staff` enter it, directly, as clinicians; it has no
+waiting room, no guests, no recording, and never becomes an Encounter.
+
 A consultation becomes an Encounter (class VR) of the patient's record when the call really
 starts, and the Encounter is finished with the call's real start and end.
 """
@@ -31,8 +35,17 @@ class Consultation(models.Model):
         CANCELLED = "cancelled", _("cancelled")
 
     room = models.CharField(max_length=32, unique=True, default=new_room_code, editable=False)
+    # None for a staff room (see the module docstring).
     patient = models.ForeignKey(
-        "records.Patient", on_delete=models.CASCADE, related_name="consultations"
+        "records.Patient",
+        on_delete=models.CASCADE,
+        null=True,
+        blank=True,
+        related_name="consultations",
+    )
+    # Who may enter a staff room (kept in sync by its owner, e.g. a meeting's participants).
+    staff = models.ManyToManyField(
+        settings.AUTH_USER_MODEL, blank=True, related_name="+", verbose_name=_("staff")
     )
     appointment = models.OneToOneField(
         "scheduling.Appointment",
@@ -76,10 +89,24 @@ class Consultation(models.Model):
                 | Q(ended_at__gte=models.F("started_at")),
                 name="consultation_ends_after_start",
             ),
+            # A staff room is never an appointment's room nor an urgent call to a patient.
+            models.CheckConstraint(
+                condition=Q(patient__isnull=False) | Q(appointment__isnull=True, urgent=False),
+                name="consultation_staff_room_has_no_appointment",
+            ),
         ]
 
     def __str__(self) -> str:
         return f"{self._meta.verbose_name} {self.room}"
+
+    @property
+    def is_staff_room(self) -> bool:
+        return self.patient_id is None
+
+    @property
+    def patient_ref(self) -> str:
+        """The patient's id for audit rows ("" for a staff room)."""
+        return str(self.patient_id) if self.patient_id is not None else ""
 
     @property
     def is_closed(self) -> bool:

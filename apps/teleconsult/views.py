@@ -196,6 +196,8 @@ def room_page(request: HttpRequest, room: str) -> HttpResponse:
         "consents": recording["consents"],
         "recording": recording["recording"],
         "relations": _relations(),
+        "staff_room": consultation.is_staff_room,
+        "back_url": _back_url(member),
     }
     if member.is_clinician and member.access is not None:
         context["note_form"] = _note_form(member)
@@ -205,6 +207,19 @@ def room_page(request: HttpRequest, room: str) -> HttpResponse:
             "records:prescription_new", args=[consultation.patient_id]
         )
     return render(request, "teleconsult/room.html", context)
+
+
+def _back_url(member: Member) -> str:
+    """Where "Back" leads once the call is over."""
+    if member.is_patient:
+        return reverse("scheduling:my_appointments")
+    if member.consultation.is_staff_room:
+        # A staff room belongs to a multidisciplinary meeting (apps.care links it).
+        meeting_id = getattr(getattr(member.consultation, "meeting", None), "pk", None)
+        if meeting_id is not None:
+            return reverse("care:meeting", args=[meeting_id])
+        return reverse("care:meetings")
+    return reverse("teleconsult:consultations")
 
 
 def _relations() -> list[tuple[str, str]]:

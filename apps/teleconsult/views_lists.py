@@ -75,6 +75,7 @@ def _adhoc_rooms(user: User) -> list[Consultation]:
         Consultation.objects.filter(
             opened_by=user,
             appointment__isnull=True,
+            patient__isnull=False,  # a meeting's staff room is listed with its meeting
             status__in=[Consultation.Status.OPEN, Consultation.Status.LIVE],
         )
         .select_related("patient")

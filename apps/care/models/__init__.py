@@ -4,6 +4,7 @@ support. Every row that concerns a patient carries `patient` and is read through
 `apps.records.access` like the rest of the record.
 """
 
+from .common import ActivityKind, Origin, TaskKind
 from .followup import (
     CarePreferences,
     DoseReminder,
@@ -25,6 +26,9 @@ from .tasks import Task, TaskNote
 
 __all__ = [
     "Activity",
+    "ActivityKind",
+    "Origin",
+    "TaskKind",
     "CarePlan",
     "CarePreferences",
     "DoseReminder",

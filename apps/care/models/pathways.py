@@ -130,6 +130,14 @@ class PathwayThreshold(models.Model):
     code = models.CharField(_("measurement"), max_length=20)
     kind = models.CharField(_("rule"), max_length=5)  # devices ThresholdRule.Kind
     limit = models.DecimalField(_("limit"), max_digits=10, decimal_places=4)
+    # Rise and fall rules: the period the change is measured over (empty: the devices default).
+    window = models.DurationField(
+        _("within"), null=True, blank=True, help_text=_("Rise and fall rules only.")
+    )
+    # Empty: the devices default for the measurement and kind.
+    hysteresis = models.DecimalField(
+        _("hysteresis"), max_digits=10, decimal_places=4, null=True, blank=True
+    )
     n_of = models.PositiveSmallIntegerField(_("readings out of range (N)"), default=1)
     m_of = models.PositiveSmallIntegerField(_("among the last (M)"), default=1)
     severity = models.CharField(_("severity"), max_length=8, default="warning")

@@ -99,6 +99,7 @@ def get(name: str) -> ResourceType | None:
         resources,
         resources_audit,
         resources_billing,
+        resources_care,
         resources_messaging,
         resources_scheduling,
     )
@@ -111,6 +112,7 @@ def all_types() -> list[ResourceType]:
         resources,
         resources_audit,
         resources_billing,
+        resources_care,
         resources_messaging,
         resources_scheduling,
     )

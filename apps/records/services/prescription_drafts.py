@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -153,3 +154,57 @@ def do_discard_draft(
             ),
         )
         draft.delete()
+
+
+def do_create_draft(
+    access: PatientAccess,
+    prescriber: User,
+    items: Sequence[Mapping[str, Any]],
+    *,
+    request: HttpRequest | None = None,
+) -> Prescription:
+    """A draft prescription of `items` (dicts of MedicationRequest fields with a `medication`)
+    for `access.patient`, written for `prescriber`, who signs or discards it on the draft page.
+
+    Used by decision support to copy current lines for the physician to review; raises
+    RecordError when `prescriber` may not sign drafts or a line is incomplete.
+    """
+    if not may_sign_draft(access, prescriber):
+        raise RecordError(
+            _("Only a physician of the patient's care team can prepare a draft prescription.")
+        )
+    rows = _clean_items(items)
+    with transaction.atomic():
+        draft = Prescription.objects.create(
+            patient=access.patient,
+            prescriber=prescriber,
+            recorded_by=prescriber,
+            status=Prescription.Status.DRAFT,
+            # Unique placeholders: signing gives the real number and a fresh verification code.
+            number=f"DRAFT-{secrets.token_hex(6)}",
+            verification_token=secrets.token_urlsafe(24),
+        )
+        MedicationRequest.objects.bulk_create(
+            MedicationRequest(
+                patient=access.patient,
+                prescription=draft,
+                recorded_by=prescriber,
+                sensitivity=draft.sensitivity,
+                **row,
+            )
+            for row in rows
+        )
+        audit(
+            Action.CREATE,
+            request=request,
+            actor=prescriber,
+            obj=draft,
+            patient_id=str(draft.patient_id),
+            detail=access.audit_detail(
+                prescription="draft-created",
+                number=draft.number,
+                items=len(rows),
+                medications=[row["medication"].atc_code for row in rows],
+            ),
+        )
+    return draft

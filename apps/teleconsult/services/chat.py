@@ -143,7 +143,7 @@ def do_post_message(
                 request=request,
                 actor=member.user,
                 obj=message,
-                patient_id=str(member.consultation.patient_id),
+                patient_id=member.consultation.patient_ref,
                 detail=member.audit_detail(
                     what="consultation-chat", file=stored is not None, size=len(text)
                 ),
@@ -240,7 +240,7 @@ def get_chat_file_for_user(
             .exclude(storage_name="")
             .first()
         )
-    patient_id = consultation.patient_id if consultation is not None else ""
+    patient_id = consultation.patient_ref if consultation is not None else ""
     if consultation is None or message is None:
         raise _refuse(user, request, message_id, patient_id)
     detail: dict[str, Any]

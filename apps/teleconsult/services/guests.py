@@ -55,6 +55,8 @@ def do_invite(
     """A clinician invites a third party: the invitation and its token (shown only once)."""
     if not member.is_clinician or member.user is None:
         raise NotAllowed(_("Only a clinician of the consultation may invite a guest."))
+    if member.consultation.is_staff_room:
+        raise NotAllowed(_("A staff room takes no guests: add the person to the meeting."))
     name = " ".join((name or "").split())
     if not name:
         raise ConsultError(_("Give the guest's name."))

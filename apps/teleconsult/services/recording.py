@@ -119,6 +119,8 @@ def do_set_consent(
     """
     if member.seat not in (Seat.PATIENT, Seat.CLINICIAN) or member.user is None:
         raise NotAllowed(_("Only the patient and the clinicians can consent to recording."))
+    if member.consultation.is_staff_room:
+        raise NotAllowed(_("A staff room is never recorded."))
     consultation = _lock(member.consultation)
     active = RecordingConsent.objects.filter(
         consultation=consultation, user=member.user, withdrawn_at__isnull=True
@@ -168,6 +170,8 @@ def do_start_recording(
     """A clinician starts recording; Conflict without both consents or while one runs."""
     if not member.is_clinician or member.user is None:
         raise NotAllowed(_("Only a clinician of the consultation may record it."))
+    if member.consultation.is_staff_room:
+        raise NotAllowed(_("A staff room is never recorded."))
     content_type = (content_type or "video/webm").split(";", 1)[0].strip().lower()
     if content_type not in CONTENT_TYPES:
         raise ConsultError(_("Recordings are WebM or MP4 video or audio."))
@@ -205,6 +209,8 @@ def _own_recording(member: Member, recording_id: Any, *, lock: bool = False) -> 
     """A recording of this room that `member` (a clinician) may change; NotAllowed otherwise."""
     if not member.is_clinician or member.user is None:
         raise NotAllowed(_("Only a clinician of the consultation may record it."))
+    if member.consultation.is_staff_room:
+        raise NotAllowed(_("A staff room is never recorded."))
     queryset = Recording.objects.filter(consultation=member.consultation)
     if lock:
         queryset = queryset.select_for_update()

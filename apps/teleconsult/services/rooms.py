@@ -9,12 +9,17 @@ connect (and again when the signalling consumer is told that something changed):
   the clinician who opened it), as long as they still have access to the patient's record;
 - **guests** holding a valid invitation bound to their browser session.
 
+A staff room (no patient: a multidisciplinary meeting's video) admits only the active
+clinicians listed in its `staff`, directly as clinicians, without record access (the meeting
+decides who is there, not a patient's care team); no patient, no guest.
+
 Nobody enters a cancelled or ended consultation. Everybody else gets a 404, audited.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -136,9 +141,11 @@ def resolve_member(
     """The member `user` (or the session's guest) is in the room now, or None. No audit."""
     if not room_is_usable(consultation):
         return None
+    if consultation.is_staff_room:
+        return _staff_member(consultation, user)
     if user is not None and user.is_authenticated and user.is_active:
         if user.role == Role.PATIENT:
-            if consultation.patient.user_id != user.pk:
+            if consultation.patient is None or consultation.patient.user_id != user.pk:
                 return None
             if not patient_may_enter_now(consultation, now):
                 return None
@@ -154,6 +161,14 @@ def resolve_member(
         if invite is not None and invite.is_valid(now) and invite.used_at is not None:
             return Member(consultation, Seat.GUEST, invite.name, None, invite)
     return None
+
+
+def _staff_member(consultation: Consultation, user: User | None) -> Member | None:
+    if user is None or not user.is_authenticated or not user.is_active:
+        return None
+    if user.role not in CLINICAL_ROLES or not consultation.staff.filter(pk=user.pk).exists():
+        return None
+    return Member(consultation, Seat.CLINICIAN, user.get_full_name(), user)
 
 
 def _consultation(room: Any) -> Consultation | None:
@@ -194,7 +209,7 @@ def get_room_for_user(
             request=request,
             actor=user,
             obj=consultation,
-            patient_id=str(member.consultation.patient_id),
+            patient_id=member.consultation.patient_ref,
             detail=member.audit_detail(),
         )
     return member
@@ -273,8 +288,73 @@ def do_open_adhoc_room(
     return consultation
 
 
+@transaction.atomic
+def do_open_staff_room(
+    user: User, staff_ids: Iterable[int], *, title: str = "", request: HttpRequest | None = None
+) -> Consultation:
+    """A room without a patient for `staff_ids` (a meeting's video), opened by `user`.
+
+    The caller (apps.care) has decided who takes part; only clinicians are let in anyway.
+    """
+    if user.role not in CLINICAL_ROLES:
+        raise ConsultError(_("Only clinicians open a staff room."))
+    consultation = Consultation.objects.create(
+        patient=None, opened_by=user, reason=" ".join(title.split())[:300]
+    )
+    consultation.staff.set(_clinicians({user.pk, *staff_ids}))
+    audit(
+        Action.CREATE,
+        request=request,
+        actor=user,
+        obj=consultation,
+        detail={"what": "consultation", "staff_room": True},
+    )
+    return consultation
+
+
+def set_room_staff(consultation: Consultation, staff_ids: Iterable[int]) -> None:
+    """Replace who may enter a staff room; connected sockets re-check their access."""
+    if not consultation.is_staff_room:
+        raise ConsultError(_("Only a staff room has a staff list."))
+    wanted = _clinicians(set(staff_ids))
+    current = set(consultation.staff.values_list("pk", flat=True))
+    if wanted == current:
+        return
+    consultation.staff.set(wanted)
+    room_changed(consultation)
+
+
+def _clinicians(ids: set[int]) -> set[int]:
+    return set(
+        User.objects.filter(pk__in=ids, role__in=CLINICAL_ROLES, is_active=True).values_list(
+            "pk", flat=True
+        )
+    )
+
+
+@transaction.atomic
+def do_close_staff_room(consultation: Consultation, user: User) -> None:
+    """End a staff room (its meeting is over): every socket of the room closes."""
+    locked = Consultation.objects.select_for_update().get(pk=consultation.pk)
+    if not locked.is_staff_room or locked.is_closed:
+        return
+    locked.status, locked.ended_at, locked.ended_by = (
+        Consultation.Status.ENDED,
+        timezone.now(),
+        user,
+    )
+    locked.save(update_fields=["status", "ended_at", "ended_by"])
+    audit(
+        Action.UPDATE,
+        actor=user,
+        obj=locked,
+        detail={"what": "consultation", "staff_room": True, "ended": True},
+    )
+    room_closed(locked, "ended")
+
+
 def _call_the_patient(consultation: Consultation, clinician: User) -> None:
-    owner = consultation.patient.user
+    owner = consultation.patient.user if consultation.patient is not None else None
     if owner is None or not owner.is_active:
         return
     from apps.notifications.services import notify
@@ -405,6 +485,8 @@ def call_connected(consultation: Consultation, clinician: User) -> Consultation:
     consultation = Consultation.objects.select_for_update().get(pk=consultation.pk)
     if consultation.started_at is not None or consultation.is_closed:
         return consultation
+    if consultation.patient_id is None:
+        return consultation  # a staff room is no part of any record: no Encounter
     now = timezone.now()
     encounter = Encounter.objects.create(
         patient_id=consultation.patient_id,
@@ -469,7 +551,7 @@ def do_end_call(member: Member, *, request: HttpRequest | None = None) -> Consul
         request=request,
         actor=member.user,
         obj=consultation,
-        patient_id=str(consultation.patient_id),
+        patient_id=consultation.patient_ref,
         detail=member.audit_detail(ended=True),
     )
     from .recording import stop_running_recordings  # recording imports this module

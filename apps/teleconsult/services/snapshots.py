@@ -67,6 +67,8 @@ def do_save_snapshot(
     if not content.startswith(PNG_SIGNATURE):
         raise ConsultError(_("A snapshot is a PNG picture."))
     consultation = member.consultation
+    if consultation.patient_id is None:
+        raise NotAllowed(_("A staff room has no record to save a snapshot to."))
     try:
         stored = store_file(content, "snapshot.png")
     except RecordError as error:

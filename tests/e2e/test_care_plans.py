@@ -1,0 +1,165 @@
+"""Care plans in the browser: a coordinator builds a plan from the heart-failure template in the
+patient's chart and sees its goals, activities and tasks; a nurse's open plan page shows the
+coordinator's change without a reload; the patient reads the plan in plain words. Every page
+passes axe-core and fits a 360 px screen.
+
+Runs against a real daphne (tests/e2e/asgi_server.py) so that the WebSockets work.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from collections.abc import Callable, Iterator
+
+import pytest
+from django.conf import settings as django_settings
+from django.utils import timezone
+from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+
+from apps.accounts.models import Organization, Role, User
+from apps.care.models import Activity, CarePlan, Task
+from apps.care.reference import load_care_reference
+from apps.records.models import Patient
+from apps.records.reference import load_reference_data
+from apps.records.services.care_team import default_team, do_add_member
+from tests.conftest import verified_client
+from tests.e2e.asgi_server import AsgiServer, asgi_server  # noqa: F401 - the fixture
+from tests.e2e.conftest import PHONE, check_accessibility, share_session
+
+pytestmark = pytest.mark.e2e
+
+LIVE = 10_000  # ms: generous for CI; an event normally shows within a second
+
+
+class Browsers:
+    """One browser context per person, each page failing the test on a script error."""
+
+    def __init__(self, browser: Browser, server: AsgiServer) -> None:
+        self.browser, self.server = browser, server
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    def page_for(self, user: User) -> Page:
+        phone = ViewportSize(width=PHONE["width"], height=PHONE["height"])
+        context = self.browser.new_context(base_url=self.server.url, viewport=phone)
+        context.set_default_timeout(10_000)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        share_session(page, verified_client(user), self.server.url)
+        context.add_cookies(
+            [{"name": django_settings.LANGUAGE_COOKIE_NAME, "value": "en", "url": self.server.url}]
+        )
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def browsers(browser: Browser, asgi_server: AsgiServer) -> Iterator[Browsers]:  # noqa: F811
+    people = Browsers(browser, asgi_server)
+    yield people
+    people.close()
+    assert not people.errors, f"uncaught JavaScript errors: {people.errors}"
+
+
+def test_a_coordinator_builds_a_plan_and_the_nurse_sees_changes_live(
+    browsers: Browsers, make_user: Callable[..., User], organization: Organization
+) -> None:
+    # given a patient whose care team has a coordinator, a nurse and a physician
+    load_reference_data()
+    load_care_reference()
+    coordinator = make_user(
+        Role.COORDINATOR, organization=organization, first_name="Camille", last_name="Rochat"
+    )
+    nurse = make_user(Role.NURSE, organization=organization, first_name="Sophie", last_name="Meier")
+    physician = make_user(
+        Role.PHYSICIAN, organization=organization, first_name="Jean", last_name="Favre"
+    )
+    patient = make_user(Role.PATIENT, first_name="Élise", last_name="Rochat")
+    chart = Patient.objects.create(
+        user=patient,
+        family_name="Rochat",
+        given_names="Élise",
+        birth_date=dt.date(1949, 1, 3),
+        sex="female",
+        organization=organization,
+    )
+    team = default_team(chart)
+    do_add_member(team, physician, is_lead=True)
+    do_add_member(team, nurse)
+    do_add_member(team, coordinator)
+    start = timezone.localdate() - dt.timedelta(days=5)
+
+    # when the coordinator opens the chart's care-plan tab and starts a new plan
+    desk = browsers.page_for(coordinator)
+    desk.goto(f"/clinic/patients/{chart.pk}/care-plans/")
+    expect(desk.get_by_text("No care plan yet.")).to_be_visible()
+    check_accessibility(desk)
+    desk.get_by_role("button", name="New care plan").click()
+    expect(desk).to_have_url(re.compile(r"/care-plans/new/$"))
+    check_accessibility(desk)
+
+    # and looks at what the heart-failure pathway will create before choosing it
+    choice = desk.locator('[data-pathway="heart-failure"]')
+    choice.locator("summary").click()
+    expect(choice).to_contain_text("Stable weight: no gain of more than 2 kg in 3 days")
+    expect(choice).to_contain_text("rises by more than 2 kg within 3 days")
+    check_accessibility(desk)
+    desk.get_by_label("Heart failure").check()
+    desk.get_by_label(re.compile(r"^Start:?$")).fill(start.isoformat())
+    desk.get_by_label("Coordinator").select_option(str(coordinator.pk))
+    desk.get_by_role("button", name="Create the plan").click()
+
+    # then the plan page shows its goals, activities and tasks
+    plan = CarePlan.objects.get(patient=chart)
+    expect(desk).to_have_url(re.compile(rf"/care/plans/{plan.pk}/$"))
+    expect(desk.locator("#goals")).to_contain_text("Systolic blood pressure between 100 and 130")
+    activities = desk.locator("#activities")
+    expect(activities).to_contain_text("Nurse follow-up call")
+    expect(activities).to_contain_text("Medication review")
+    tasks = desk.locator("#plan-tasks tbody tr")
+    expect(tasks).to_have_count(4)
+    expect(desk.locator("#plan-tasks")).to_contain_text("Education: salt and fluids")
+    check_accessibility(desk)
+
+    # and the nurse has the same plan open
+    ward = browsers.page_for(nurse)
+    ward.goto(f"/care/plans/{plan.pk}/")
+    expect(ward.locator("body")).to_have_attribute("data-realtime", "connected")
+    expect(ward.locator("[data-care-plan]")).to_have_attribute("data-live", "ready")
+    ward.evaluate("window.__sameDocument = true")
+    education = plan.activities.get(kind=Activity.Kind.EDUCATION)
+    row = ward.locator(f"#activity-{education.pk}")
+    expect(row).to_have_attribute("data-status", "not-started")
+    expect(row.locator("[data-overdue]")).to_be_visible()  # due 3 days after the start
+    expect(ward.locator("[data-progress]")).to_have_text("0 %")
+
+    # when the coordinator marks the education done
+    desk.locator(f"#activity-{education.pk}").get_by_role(
+        "button", name=re.compile("^Done")
+    ).click()
+    expect(desk.locator(".message-success")).to_contain_text("The activity is updated.")
+
+    # then the nurse's page shows it without a reload
+    expect(ward.locator(f"#activity-{education.pk}")).to_have_attribute(
+        "data-status", "completed", timeout=LIVE
+    )
+    expect(ward.locator("[data-progress]")).to_have_text("17 %")
+    assert ward.evaluate("window.__sameDocument") is True
+    check_accessibility(ward)
+    assert Activity.objects.get(pk=education.pk).status == Activity.Status.COMPLETED
+    assert Task.objects.filter(plan=plan).count() == 4
+
+    # and the patient reads the plan in plain words, without the team's instructions
+    home = browsers.page_for(patient)
+    home.goto(f"/care/plans/{plan.pk}/")
+    expect(home.locator("#goals")).to_contain_text("Stable weight")
+    expect(home.get_by_role("heading", name="What is planned")).to_be_visible()
+    expect(home.get_by_text(re.compile("Your next follow-up"))).to_be_visible()
+    expect(home.locator("button[name=status]")).to_have_count(0)
+    expect(home.locator("a[href^='/clinic/tasks/']")).to_have_count(0)
+    check_accessibility(home)
