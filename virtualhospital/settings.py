@@ -21,6 +21,7 @@ from apps.core.env import (
     env_opening_hours,
     env_secret,
     env_str,
+    env_times,
     env_url,
 )
 
@@ -524,13 +525,18 @@ BILLING_CLAIM_DIR = Path(env_str("BILLING_CLAIM_DIR", str(VAR_DIR / "claims")))
 # first, 2 the first and third…, the patient may choose others) and quiet hours, in which no
 # reminder is sent (it waits for their end). A dose reminder without an answer after
 # CARE_DOSE_ANSWER_HOURS counts as missed. Doses are planned CARE_DOSE_HORIZON_HOURS ahead.
-CARE_DOSE_TIMES = env_list("CARE_DOSE_TIMES", ["08:00", "12:00", "18:00", "22:00"])
-CARE_QUIET_HOURS = env_list("CARE_QUIET_HOURS", ["22:30", "07:00"])
+CARE_DOSE_TIMES = env_times(
+    "CARE_DOSE_TIMES", ["08:00", "12:00", "18:00", "22:00"], count=(4, 4), increasing=True
+)
+CARE_QUIET_HOURS = env_times("CARE_QUIET_HOURS", ["22:30", "07:00"], count=(2, 2))
 CARE_DOSE_ANSWER_HOURS = env_int("CARE_DOSE_ANSWER_HOURS", 12, minimum=1)
 CARE_DOSE_HORIZON_HOURS = env_int("CARE_DOSE_HORIZON_HOURS", 36, minimum=1)
 # The satisfaction survey sent after a consultation of a patient on no pathway that sets one
 # (a Questionnaire code; empty: none).
 CARE_SATISFACTION_SURVEY = env_str("CARE_SATISFACTION_SURVEY", "satisfaction-consultation")
+# A care plan's next follow-up is asked of scheduling as a follow-up to book, of this
+# appointment type (its code; empty or unknown: plans ask for nothing).
+CARE_FOLLOW_UP_TYPE = env_str("CARE_FOLLOW_UP_TYPE", "video-follow-up")
 
 # FHIR API (apps/interop). Backend systems get bearer tokens through the OAuth2
 # client-credentials grant at /o/token/; the scopes a client may ask for are set per client.

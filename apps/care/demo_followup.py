@@ -19,7 +19,13 @@ from django.utils import timezone
 
 from apps.accounts.models import User
 from apps.records.access import PatientAccess, get_patient_for_user
-from apps.records.models import Encounter, Medication, Patient, Prescription
+from apps.records.models import (
+    Encounter,
+    Medication,
+    MedicationStatement,
+    Patient,
+    Prescription,
+)
 
 from .models import CarePlan, DoseReminder, Questionnaire, QuestionnaireRequest
 from .models.plans import OPEN_PLAN_STATUSES
@@ -141,6 +147,10 @@ def _prescription(marie: Patient, physician: User, now: dt.datetime) -> Prescrip
     signed = now - dt.timedelta(days=HISTORY_DAYS, hours=2)
     Prescription.objects.filter(pk=prescription.pk).update(
         signed_at=signed, valid_until=timezone.localdate(signed) + dt.timedelta(days=90)
+    )
+    # The treatment the signing recorded started then too (decision support reads it).
+    MedicationStatement.objects.filter(prescription=prescription).update(
+        started_on=timezone.localdate(signed)
     )
     prescription.refresh_from_db()
     return prescription

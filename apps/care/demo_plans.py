@@ -53,14 +53,15 @@ def _start(
 def _done(
     user: User, chart: Patient, activity: Activity, report: str, on: dt.date, repeat: bool
 ) -> None:
-    """The activity's open task done by `user` on day `on` (and a repeating activity moved on)."""
+    """The activity's open task done by `user` on day `on` (completing the task moves a
+    repeating activity on; without a task the activity itself is marked done)."""
     access = get_patient_for_user(user, chart.pk, action=None)
     task = activity.tasks.filter(status=Task.Status.REQUESTED).order_by("pk").first()
     if task is not None:
         do_complete_task(access, task, report)
         when = task_due_at(on) + dt.timedelta(hours=2)
         Task.objects.filter(pk=task.pk).update(started_at=when, completed_at=when)
-    if repeat:
+    if repeat and task is None:
         do_set_activity_status(access, activity, Activity.Status.COMPLETED)
     Activity.objects.filter(pk=activity.pk).update(
         completed_at=task_due_at(on) + dt.timedelta(hours=2)

@@ -12,6 +12,7 @@ from typing import Any, cast
 
 from django import forms
 from django.utils import timezone
+from django.utils.text import capfirst
 from django.utils.translation import gettext_lazy as _
 
 from apps.accounts.models import CLINICAL_ROLES, Role, User
@@ -63,7 +64,9 @@ class AssigneeField(forms.ChoiceField):
 class TaskForm(forms.Form):
     """A task for a colleague or a profession of the care team; a handover is a task too."""
 
-    kind = forms.ChoiceField(label=_("Kind"), choices=Task.Kind.choices)
+    kind = forms.ChoiceField(
+        label=_("Kind"), choices=[(key, capfirst(label)) for key, label in Task.Kind.choices]
+    )
     title = forms.CharField(label=_("Title"), max_length=TITLE_MAX)
     instructions = forms.CharField(
         label=_("Instructions"),
@@ -73,7 +76,9 @@ class TaskForm(forms.Form):
         help_text=_("What to do and what to watch for. Required for a handover."),
     )
     priority = forms.ChoiceField(
-        label=_("Priority"), choices=Task.Priority.choices, initial=Task.Priority.ROUTINE
+        label=_("Priority"),
+        choices=[(key, capfirst(label)) for key, label in Task.Priority.choices],
+        initial=Task.Priority.ROUTINE,
     )
     due_date = forms.DateField(
         label=_("Due on"), required=False, widget=forms.DateInput(attrs={"type": "date"})

@@ -65,7 +65,7 @@ PATIENT_TABS: list[tuple[str, Any]] = [
 CHART_TAB = "care-tasks"
 HISTORY_LABELS: dict[str, Any] = {
     "created": gettext_lazy("Created"),
-    "claimed": gettext_lazy("Taken"),
+    "claimed": gettext_lazy("Claimed"),
     "assigned": gettext_lazy("Handed over"),
     "started": gettext_lazy("Started"),
     "on-hold": gettext_lazy("Put on hold"),

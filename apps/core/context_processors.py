@@ -72,6 +72,26 @@ def _billing_card(user: Any) -> dict[str, Any]:
     return {}
 
 
+def _care_card(user: Any) -> dict[str, Any]:
+    """The clinician's open tasks (and how many are overdue) and open proposals."""
+    from django.db.models import Count, Q
+    from django.utils import timezone
+
+    from apps.care.access import my_tasks_filter, tasks_for_user
+    from apps.care.models import Proposal
+    from apps.care.models.tasks import OPEN_TASK_STATUSES
+    from apps.records.access import patients_for_user
+
+    tasks = tasks_for_user(user).filter(my_tasks_filter(user), status__in=OPEN_TASK_STATUSES)
+    counts = tasks.aggregate(
+        open=Count("pk"), overdue=Count("pk", filter=Q(due_at__lt=timezone.now()))
+    )
+    proposals = Proposal.objects.filter(
+        status=Proposal.Status.OPEN, patient__in=patients_for_user(user).values("pk")
+    ).count()
+    return {"tasks": counts["open"], "overdue": counts["overdue"], "proposals": proposals}
+
+
 def portal(request: HttpRequest) -> dict[str, Any]:
     user = getattr(request, "user", None)
     if user is None:
@@ -89,6 +109,9 @@ def portal(request: HttpRequest) -> dict[str, Any]:
         context["in_clinic"] = user.is_staff_member
         # The home pages' billing card; lazy: one query, only where a page shows it.
         context["billing_card"] = SimpleLazyObject(lambda: _billing_card(user))
+        if user.is_clinician:
+            # The clinic home's care card; lazy: two queries, only where a page shows it.
+            context["care_card"] = SimpleLazyObject(lambda: _care_card(user))
         if user.is_staff_member:
             context["idle_timeout"] = settings.STAFF_IDLE_TIMEOUT
     return context

@@ -126,3 +126,30 @@ def env_opening_hours(
     if not days or not days <= set(range(1, 8)) or opens >= closes:
         raise bad
     return frozenset(days), opens, closes
+
+
+def env_times(
+    name: str,
+    default: list[str],
+    *,
+    count: tuple[int, int] = (1, 24),
+    increasing: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> list[str]:
+    """Wall times written "08:00,12:00,18:00" (HH:MM, 24-hour), between count[0] and count[1]
+    of them (in increasing order when asked); returned as written, each checked."""
+    raw = _raw(name, environ)
+    values = [v.strip() for v in raw.split(",") if v.strip()] if raw and raw.strip() else default
+    low, high = count
+    if not low <= len(values) <= high:
+        raise ConfigError(name, f"expected {low} to {high} times like 08:00; got {len(values)}")
+    for value in values:
+        try:
+            if len(value) != 5:
+                raise ValueError(value)
+            dt.time.fromisoformat(value)
+        except ValueError:
+            raise ConfigError(name, f"expected times like 08:00 (HH:MM); got {value!r}") from None
+    if increasing and any(a >= b for a, b in zip(values, values[1:], strict=False)):
+        raise ConfigError(name, f"the times must follow each other through the day; got {raw!r}")
+    return values

@@ -5,10 +5,11 @@ physician (`clinician`, the lead), a nurse (`nurse`) and a care coordinator (`co
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.utils import translation
 
 from apps.accounts.models import Organization, Role, User
 from apps.care.models import CarePlan, Task
@@ -16,6 +17,15 @@ from apps.care.services.tasks import do_create_task
 from apps.records.access import PatientAccess, get_patient_for_user
 from apps.records.models import Patient
 from apps.records.services.care_team import default_team, do_add_member
+from tests.care.helpers import Listener
+
+
+@pytest.fixture(autouse=True)
+def _english() -> Iterator[None]:
+    """Services' messages read in English here (the catalogues translate them into French, the
+    default language); pages choose their language by the client's cookie."""
+    with translation.override("en"):
+        yield
 
 
 @pytest.fixture
@@ -99,3 +109,9 @@ def make_plan(record: Patient, coordinator: User) -> Callable[..., CarePlan]:
         return CarePlan.objects.create(patient=chart or record, **fields)
 
     return make
+
+
+@pytest.fixture
+def listen() -> Callable[[User], Listener]:
+    """A listener of what a user's open pages receive (live events)."""
+    return Listener

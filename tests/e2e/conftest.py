@@ -11,9 +11,18 @@ from typing import Any
 import pytest
 from django.conf import settings
 from django.test import Client
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Page,
+    ViewportSize,
+    expect,
+    sync_playwright,
+)
 
-from tests.conftest import PASSWORD
+from apps.accounts.models import User
+from tests.conftest import PASSWORD, verified_client
+from tests.e2e.asgi_server import AsgiServer, asgi_server  # noqa: F401 - the fixture
 
 # Playwright's sync API runs an event loop in this thread; the ORM calls of the tests are safe.
 os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
@@ -97,3 +106,37 @@ def check_accessibility(page: Page) -> None:
     assert not violations, f"{page.url}:\n" + "\n".join(violations)
     width = page.evaluate("document.documentElement.scrollWidth")
     assert width <= PHONE["width"], f"{page.url} scrolls sideways at 360 px ({width} px wide)"
+
+
+class Browsers:
+    """One browser context per person, each page failing the test on a script error."""
+
+    def __init__(self, browser: Browser, server: AsgiServer) -> None:
+        self.browser, self.server = browser, server
+        self.contexts: list[BrowserContext] = []
+        self.errors: list[str] = []
+
+    def page_for(self, user: User) -> Page:
+        phone = ViewportSize(width=PHONE["width"], height=PHONE["height"])
+        context = self.browser.new_context(base_url=self.server.url, viewport=phone)
+        context.set_default_timeout(10_000)
+        self.contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
+        share_session(page, verified_client(user), self.server.url)
+        context.add_cookies(
+            [{"name": settings.LANGUAGE_COOKIE_NAME, "value": "en", "url": self.server.url}]
+        )
+        return page
+
+    def close(self) -> None:
+        for context in self.contexts:
+            context.close()
+
+
+@pytest.fixture
+def browsers(browser: Browser, asgi_server: AsgiServer) -> Iterator[Browsers]:  # noqa: F811
+    people = Browsers(browser, asgi_server)
+    yield people
+    people.close()
+    assert not people.errors, f"uncaught JavaScript errors: {people.errors}"

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 
 import pytest
-from django.conf import settings as django_settings
 from django.utils import timezone
-from playwright.sync_api import Browser, BrowserContext, Page, ViewportSize, expect
+from playwright.sync_api import expect
 
 from apps.accounts.models import Organization, Role, User
 from apps.care.models import Activity, CarePlan, Task
@@ -23,47 +22,12 @@ from apps.care.reference import load_care_reference
 from apps.records.models import Patient
 from apps.records.reference import load_reference_data
 from apps.records.services.care_team import default_team, do_add_member
-from tests.conftest import verified_client
-from tests.e2e.asgi_server import AsgiServer, asgi_server  # noqa: F401 - the fixture
-from tests.e2e.conftest import PHONE, check_accessibility, share_session
+from tests.e2e.asgi_server import asgi_server  # noqa: F401 - the fixture
+from tests.e2e.conftest import Browsers, check_accessibility
 
 pytestmark = pytest.mark.e2e
 
 LIVE = 10_000  # ms: generous for CI; an event normally shows within a second
-
-
-class Browsers:
-    """One browser context per person, each page failing the test on a script error."""
-
-    def __init__(self, browser: Browser, server: AsgiServer) -> None:
-        self.browser, self.server = browser, server
-        self.contexts: list[BrowserContext] = []
-        self.errors: list[str] = []
-
-    def page_for(self, user: User) -> Page:
-        phone = ViewportSize(width=PHONE["width"], height=PHONE["height"])
-        context = self.browser.new_context(base_url=self.server.url, viewport=phone)
-        context.set_default_timeout(10_000)
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
-        share_session(page, verified_client(user), self.server.url)
-        context.add_cookies(
-            [{"name": django_settings.LANGUAGE_COOKIE_NAME, "value": "en", "url": self.server.url}]
-        )
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-@pytest.fixture
-def browsers(browser: Browser, asgi_server: AsgiServer) -> Iterator[Browsers]:  # noqa: F811
-    people = Browsers(browser, asgi_server)
-    yield people
-    people.close()
-    assert not people.errors, f"uncaught JavaScript errors: {people.errors}"
 
 
 def test_a_coordinator_builds_a_plan_and_the_nurse_sees_changes_live(

@@ -11,18 +11,13 @@ from __future__ import annotations
 import datetime as dt
 import io
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
-from django.conf import settings as django_settings
 from playwright.sync_api import (
-    Browser,
-    BrowserContext,
     FilePayload,
-    Page,
-    ViewportSize,
     expect,
 )
 
@@ -30,9 +25,8 @@ from apps.accounts.models import Organization, Role, User
 from apps.messaging.models import Attachment, Thread
 from apps.records.models import DocumentReference, Patient
 from apps.records.services.care_team import default_team, do_add_member
-from tests.conftest import verified_client
-from tests.e2e.asgi_server import AsgiServer, asgi_server  # noqa: F401 - the fixture
-from tests.e2e.conftest import PHONE, check_accessibility, share_session
+from tests.e2e.asgi_server import asgi_server  # noqa: F401 - the fixture
+from tests.e2e.conftest import Browsers, check_accessibility
 
 pytestmark = pytest.mark.e2e
 
@@ -59,41 +53,6 @@ def _jpeg() -> bytes:
     out = io.BytesIO()
     image.save(out, "JPEG", quality=85)
     return out.getvalue()
-
-
-class Browsers:
-    """One browser context per person, each page failing the test on a script error."""
-
-    def __init__(self, browser: Browser, server: AsgiServer) -> None:
-        self.browser, self.server = browser, server
-        self.contexts: list[BrowserContext] = []
-        self.errors: list[str] = []
-
-    def page_for(self, user: User) -> Page:
-        phone = ViewportSize(width=PHONE["width"], height=PHONE["height"])
-        context = self.browser.new_context(base_url=self.server.url, viewport=phone)
-        context.set_default_timeout(10_000)
-        self.contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda error: self.errors.append(f"{page.url}: {error}"))
-        client = verified_client(user)
-        share_session(page, client, self.server.url)
-        context.add_cookies(
-            [{"name": django_settings.LANGUAGE_COOKIE_NAME, "value": "en", "url": self.server.url}]
-        )
-        return page
-
-    def close(self) -> None:
-        for context in self.contexts:
-            context.close()
-
-
-@pytest.fixture
-def browsers(browser: Browser, asgi_server: AsgiServer) -> Iterator[Browsers]:  # noqa: F811
-    people = Browsers(browser, asgi_server)
-    yield people
-    people.close()
-    assert not people.errors, f"uncaught JavaScript errors: {people.errors}"
 
 
 def test_patient_photo_reaches_the_open_inbox_and_is_filed_into_the_record(

@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import Count, Q, QuerySet
 from django.urls import reverse
@@ -191,6 +192,31 @@ def _create_plan_row(access: PatientAccess, **fields: Any) -> CarePlan:
         raise
 
 
+def _request_follow_up(access: PatientAccess, plan: CarePlan, request: Any) -> None:
+    """Ask scheduling for the plan's next follow-up to be booked by its date, unless one of that
+    kind is already asked for (or booked) by then; nothing when the hospital has no
+    appointment type `CARE_FOLLOW_UP_TYPE`."""
+    from apps.scheduling.models import AppointmentType, FollowUpRequest
+    from apps.scheduling.services.follow_ups import do_request_follow_up
+
+    if plan.next_follow_up is None or not settings.CARE_FOLLOW_UP_TYPE:
+        return
+    kind = AppointmentType.objects.filter(code=settings.CARE_FOLLOW_UP_TYPE, active=True).first()
+    if kind is None:
+        return
+    due_by = max(plan.next_follow_up, timezone.localdate())
+    covered = FollowUpRequest.objects.filter(
+        patient=plan.patient,
+        type=kind,
+        due_by__lte=due_by,
+        status__in=[FollowUpRequest.Status.OPEN, FollowUpRequest.Status.BOOKED],
+    )
+    if covered.exists():
+        return
+    note = _("Care plan: %(title)s") % {"title": plan.title}
+    do_request_follow_up(access, kind, due_by, note=note, request=request)
+
+
 def do_create_plan_from_pathway(
     access: PatientAccess,
     pathway: Pathway,
@@ -280,6 +306,7 @@ def do_create_plan_from_pathway(
             tasks=tasks,
             threshold_rules=[rule.pk for rule in rules],
         )
+        _request_follow_up(access, plan, request)
         plan_event(plan)
     return plan
 
@@ -348,6 +375,7 @@ def do_create_plan(
             ),
         )
         _audit_plan(Action.CREATE, access, plan, request, pathway=None)
+        _request_follow_up(access, plan, request)
         plan_event(plan)
     return plan
 
@@ -639,5 +667,6 @@ def do_set_follow_up(
             follow_up_days=follow_up_days,
             next_follow_up=next_follow_up.isoformat() if next_follow_up else None,
         )
+        _request_follow_up(access, plan, request)
         plan_event(plan)
     return plan

@@ -455,6 +455,10 @@ def review_requester(request_obj: QuestionnaireRequest) -> User | None:
     return first.user if first is not None else None
 
 
+# How soon the team should look at answers that meet an alert.
+REVIEW_WITHIN = dt.timedelta(hours=4)
+
+
 def _review_task(
     request_obj: QuestionnaireRequest, response: QuestionnaireResponse, alerts: list[dict[str, Any]]
 ) -> Task | None:
@@ -498,6 +502,8 @@ def _review_task(
         assignee=None if has_nurse else requester,
         assignee_role=Role.NURSE if has_nurse else "",
         priority=Task.Priority.URGENT,
+        # Looked at within the working day; the overdue check reminds otherwise.
+        due_at=timezone.now() + REVIEW_WITHIN,
         plan=request_obj.plan if request_obj.plan_id else None,
     )
 

@@ -172,6 +172,18 @@ def do_create_task(
                 task_url(task),
                 ref=f"care.task:{task.pk}",
             )
+        elif assignee is None and task.priority != Task.Priority.ROUTINE:
+            # An urgent task for a profession must not wait for someone to open the list.
+            for member in _overdue_recipients(task):
+                if member.pk != user.pk:
+                    notify(
+                        member,
+                        "care.task",
+                        _("An urgent task is waiting for your profession"),
+                        _("Open your task list to see it."),
+                        task_url(task),
+                        ref=f"care.task:{task.pk}",
+                    )
         task_event(task)
     return task
 
@@ -441,16 +453,19 @@ def do_complete_task(
 
 
 def _complete_activity(access: PatientAccess, task: Task, request: Any) -> None:
-    """A one-off plan activity is done when its task is; a repeating one goes on."""
+    """The plan activity behind the task is done with it: a one-off one is completed, a
+    repeating one moves on to its next occurrence (with its next task) through the plans
+    service."""
     if task.activity_id is None:
         return
-    from .plans import plan_event  # plans imports this module
+    from .plans import do_set_activity_status, plan_event  # plans imports this module
 
     activity = Activity.objects.select_for_update().select_related("plan").get(pk=task.activity_id)
-    if activity.repeat_days or activity.status in (
-        Activity.Status.COMPLETED,
-        Activity.Status.CANCELLED,
-    ):
+    if activity.status in (Activity.Status.COMPLETED, Activity.Status.CANCELLED):
+        return
+    if activity.repeat_days:
+        if activity.plan.is_open:
+            do_set_activity_status(access, activity, Activity.Status.COMPLETED, request=request)
         return
     activity.status = Activity.Status.COMPLETED
     activity.completed_at = task.completed_at

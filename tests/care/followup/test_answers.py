@@ -21,6 +21,7 @@ from apps.care.models import (
 from apps.care.services import CareError
 from apps.care.services.followup_items import AnswerErrors
 from apps.care.services.questionnaires import do_answer_questionnaire
+from apps.notifications.models import Notification
 from apps.records.models import Patient
 
 NOW = dt.datetime(2026, 3, 28, 10, 0, tzinfo=dt.UTC)
@@ -151,6 +152,13 @@ def test_a_worrying_answer_makes_an_urgent_task_for_the_team(
     assert task.assignee is None and task.assignee_role == Role.NURSE
     assert task.plan == plan
     assert f"/clinic/questionnaire-responses/{response.pk}/" in task.instructions
+    # due within hours, and the team's nurse hears of it now (not only from the list)
+    assert task.due_at is not None
+    assert task.due_at - task.created_at <= dt.timedelta(hours=4, minutes=1)
+    assert Notification.objects.filter(
+        user=nurse, kind="care.task", ref=f"care.task:{task.pk}"
+    ).exists()
+    assert not Notification.objects.filter(user=coordinator, ref=f"care.task:{task.pk}").exists()
 
 
 def test_without_a_plan_or_a_nurse_the_lead_physician_reviews(

@@ -27,7 +27,7 @@ from apps.records.models import (
     Observation,
     Patient,
 )
-from tests.conftest import verified_client
+from tests.care import helpers
 
 
 @pytest.fixture(autouse=True)
@@ -120,4 +120,5 @@ def case(meeting: Meeting, clinician: User, filled_record: Patient) -> MeetingCa
 
 @pytest.fixture
 def client_for() -> Callable[[User], Client]:
-    return verified_client
+    """Signed-in clients reading the pages in English."""
+    return helpers.client_for

@@ -23,8 +23,7 @@ from apps.care.services.plans import _create_plan_row, do_create_plan_from_pathw
 from apps.devices.models import ThresholdRule
 from apps.records.models import Patient
 from tests.care.conftest import access_as
-
-from .conftest import Listener, client_for, denials
+from tests.care.helpers import Listener, client_for, denials
 
 START = dt.date(2026, 3, 2)
 ZURICH = ZoneInfo("Europe/Zurich")

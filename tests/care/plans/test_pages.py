@@ -17,8 +17,7 @@ from apps.care.models import Activity, CarePlan, Goal, Pathway, Task
 from apps.care.services.plans import do_create_plan_from_pathway
 from apps.records.models import CodeSystem, Concept, Observation, Patient
 from tests.care.conftest import access_as
-
-from .conftest import client_for, denials
+from tests.care.helpers import client_for, denials
 
 TODAY = timezone.localdate()
 

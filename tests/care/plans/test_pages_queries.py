@@ -24,8 +24,7 @@ from apps.care.services.plans import (
 from apps.care.services.tasks import do_create_task
 from apps.records.models import CodeSystem, Concept, Observation, Patient
 from tests.care.conftest import access_as
-
-from .conftest import client_for
+from tests.care.helpers import client_for
 
 TODAY = timezone.localdate()
 

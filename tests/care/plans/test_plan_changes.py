@@ -27,8 +27,7 @@ from apps.care.services.plans import (
 )
 from apps.records.models import Patient
 from tests.care.conftest import access_as
-
-from .conftest import Listener
+from tests.care.helpers import Listener
 
 TODAY = dt.date(2026, 3, 2)
 

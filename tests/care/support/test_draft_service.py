@@ -13,9 +13,9 @@ from apps.audit.models import Action, AuditEvent
 from apps.records.models import Medication, Patient, Prescription
 from apps.records.services import RecordError
 from apps.records.services.prescription_drafts import do_create_draft
+from tests.care.helpers import client_for
 
 from ..conftest import access_as
-from .conftest import client_for
 
 
 def line(name: str, **fields: Any) -> dict[str, Any]:

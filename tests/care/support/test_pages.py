@@ -19,9 +19,10 @@ from apps.care.models import Proposal, Rule, Task
 from apps.care.services.support.engine import evaluate_patient
 from apps.care.services.support.proposals import do_dismiss_proposal
 from apps.records.models import Patient, Prescription
+from tests.care.helpers import client_for, denials
 
 from ..conftest import access_as
-from .conftest import NOW, SYSTOLIC, TODAY, client_for, day, denials
+from .conftest import NOW, SYSTOLIC, TODAY, day
 
 HIGH_WEEK = [[142, 148], [145, 150], [140, 146], [147, 149], [143, 141], [150, 144], [146, 148]]
 

@@ -14,8 +14,7 @@ from apps.care.models import Task
 from apps.care.services.tasks import do_complete_task
 from apps.records.models import Patient
 from tests.care.conftest import access_as
-
-from .conftest import client_for
+from tests.care.helpers import client_for
 
 SECRETS = ("Douleurs thoraciques", "Glycémie 14 mmol/l", "Saignement")
 

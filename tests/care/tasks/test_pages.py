@@ -17,8 +17,7 @@ from apps.care.models import CarePlan, Task, TaskNote
 from apps.care.services.tasks import do_complete_task
 from apps.records.models import Patient
 from tests.care.conftest import access_as
-
-from .conftest import client_for
+from tests.care.helpers import client_for
 
 MakeTask = Callable[..., Task]
 ZURICH = ZoneInfo("Europe/Zurich")
@@ -215,7 +214,7 @@ def test_claim_start_and_complete_through_the_page(
         "Résultats normaux.",
     )
     history = html[html.index('id="history-title"') : html.index('id="notes-title"')]
-    for step in ("Created", "Taken", "Started", "Done"):
+    for step in ("Created", "Claimed", "Started", "Done"):
         assert step in history
     assert "data-task-actions" not in html  # nothing left to do
 

@@ -14,8 +14,7 @@ from apps.accounts.models import Role, User
 from apps.audit.models import AuditEvent, Outcome
 from apps.care.models import Task, TaskNote
 from apps.records.models import Patient
-
-from .conftest import client_for, denials
+from tests.care.helpers import client_for, denials
 
 # (method, address, data): {t} the task, {p} its patient.
 TASK_URLS: list[tuple[str, str, dict[str, Any]]] = [

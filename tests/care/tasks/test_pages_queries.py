@@ -16,8 +16,7 @@ from apps.care.models import CarePlan, Task
 from apps.care.services.tasks import do_add_task_note, do_complete_task
 from apps.records.models import Patient
 from tests.care.conftest import access_as
-
-from .conftest import client_for
+from tests.care.helpers import client_for
 
 
 def count_queries(client: Client, url: str) -> int:

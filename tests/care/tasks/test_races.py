@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from django.db import connection
-from django.utils import timezone
+from django.utils import timezone, translation
 
 from apps.accounts.models import Role, User
 from apps.audit.models import Action, AuditEvent
@@ -28,11 +28,13 @@ def at_once(*calls: Callable[[], Any]) -> list[Any]:
     """Run the calls in threads released together; each result or the exception it raised."""
     barrier = threading.Barrier(len(calls))
     results: list[Any] = [None] * len(calls)
+    language = translation.get_language()  # the active language is per thread
 
     def run(index: int, call: Callable[[], Any]) -> None:
         try:
             barrier.wait(timeout=10)
-            results[index] = call()
+            with translation.override(language):
+                results[index] = call()
         except Exception as error:  # noqa: BLE001 - the test looks at what each one got
             results[index] = error
         finally:

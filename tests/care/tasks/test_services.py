@@ -3,6 +3,7 @@ who may do each; what is audited, notified and pushed live."""
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Callable
 from typing import Any
 
@@ -290,6 +291,38 @@ def test_completing_the_task_of_a_one_off_activity_completes_it(
     ).exists()
 
 
+def test_completing_the_task_of_a_repeating_activity_moves_it_to_the_next_occurrence(
+    make_plan: Callable[..., CarePlan], nurse: User, clinician: User, record: Patient
+) -> None:
+    # given a weekly call with its task for this week
+    plan = make_plan()
+    due = dt.date(2026, 11, 2)
+    weekly = Activity.objects.create(
+        plan=plan,
+        title="Appel hebdomadaire",
+        kind=Activity.Kind.TASK,
+        repeat_days=7,
+        due_date=due,
+        responsible_role="nurse",
+    )
+    access = access_as(clinician, record)
+    task = do_create_task(
+        access, kind="call", title="Appel", assignee_role="nurse", plan=plan, activity=weekly
+    )
+
+    # when the nurse completes the task
+    do_complete_task(access_as(nurse, record), task, "Patiente stable")
+
+    # then the activity is due a week later, still open, and next week's task exists
+    weekly.refresh_from_db()
+    assert weekly.due_date == due + dt.timedelta(days=7)
+    assert weekly.completed_at is not None
+    assert weekly.status != Activity.Status.COMPLETED
+    following = Task.objects.filter(activity=weekly).exclude(pk=task.pk)
+    assert following.count() == 1
+    assert following.get().status == Task.Status.REQUESTED
+
+
 # ---------------------------------------------------------------------------------------------
 # Cancel
 
@@ -406,3 +439,14 @@ def test_every_change_is_pushed_to_the_care_team_only(
     assert events[-1]["url"] == f"/clinic/tasks/{task.pk}/"
     assert events[0]["assignee_id"] == nurse.pk
     assert stranger.receive(0, timeout=0.3) == []
+
+
+def test_an_urgent_task_for_a_profession_is_announced_to_it_a_routine_one_is_not(
+    make_task: MakeTask, nurse: User, clinician: User, record: Patient
+) -> None:
+    urgent = make_task(assignee=None, assignee_role=Role.NURSE, priority=Task.Priority.URGENT)
+    routine = make_task(assignee=None, assignee_role=Role.NURSE, title="Appel de routine")
+
+    assert Notification.objects.filter(user=nurse, ref=f"care.task:{urgent.pk}").count() == 1
+    assert not Notification.objects.filter(ref=f"care.task:{routine.pk}").exists()
+    assert not Notification.objects.filter(user=clinician, ref=f"care.task:{urgent.pk}").exists()
