@@ -8,8 +8,8 @@ from .api import (
     DoseViewSet,
     ProposalViewSet,
     QuestionnaireRequestViewSet,
-    TaskViewSet,
 )
+from .api_tasks import TaskViewSet
 
 router = SimpleRouter()
 router.register("care-plans", CarePlanViewSet, basename="care-plan")

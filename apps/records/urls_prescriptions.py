@@ -15,6 +15,11 @@ urlpatterns: list[URLPattern] = [
     path("prescriptions/<int:rx>/renew/", views.renew, name="prescription_renew"),
     # Drafts written through the FHIR API: reviewed, then signed or discarded.
     path("prescriptions/<int:rx>/draft/", views.draft, name="prescription_draft"),
+    path(
+        "prescriptions/<int:rx>/draft/lines/<int:line>/",
+        views.draft_line,
+        name="prescription_draft_line",
+    ),
     path("prescriptions/<int:rx>/discard/", views.discard_draft, name="prescription_discard"),
     path("record/prescriptions/", views.prescriptions_list, name="my_prescriptions"),
     # Public (no sign-in): the address in the QR code of the printed prescription.

@@ -40,6 +40,7 @@ from apps.records.services.prescription_documents import (
     prescription_pdf,
 )
 from apps.records.services.prescription_drafts import (
+    do_change_draft_line,
     do_discard_draft,
     do_sign_draft,
     review_draft,
@@ -438,7 +439,7 @@ def test_a_draft_with_an_invalid_line_offers_only_discarding(
     page = response.content.decode()
     assert response.status_code == 200
     assert reverse("records:prescription_discard", args=[draft.pk]) in page
-    assert 'action="' + reverse("records:prescription_draft", args=[draft.pk]) not in page
+    assert 'action="' + reverse("records:prescription_draft", args=[draft.pk]) + '"' not in page
 
 
 def test_the_patient_never_sees_drafts(
@@ -512,3 +513,92 @@ def test_outsider_is_denied_404_and_audited(
     assert "Paracétamol" not in response.content.decode()
     draft.refresh_from_db()
     assert draft.status == "draft"
+
+
+# ---------------------------------------------------------------------------------------------
+# Adjusting a line before signing
+
+
+def test_a_physician_adjusts_a_line_of_a_draft_before_signing(
+    record: Patient,
+    clinician: User,
+    practitioner: Practitioner,
+    paracetamol: Medication,
+    make_draft: Callable[..., Prescription],
+) -> None:
+    # given a draft with 1 cp three times a day for 7 days
+    draft = make_draft(record, paracetamol)
+    line = draft.items.get()
+    client = verified_client(clinician)
+    url = reverse("records:prescription_draft_line", args=[draft.pk, line.pk])
+    changes = {"dose": "2 cp", "frequency": "2", "duration_days": "14", "quantity": "3"}
+
+    # when the physician changes the dose, times a day and duration
+    response = client.post(url, {**changes, "instructions": "Au repas"})
+
+    # then the line holds them, the change is audited, and the draft is still to sign
+    assert response.status_code == 302
+    assert response["Location"] == reverse("records:prescription_draft", args=[draft.pk])
+    line.refresh_from_db()
+    assert (line.dose, line.frequency, line.duration_days, line.quantity) == ("2 cp", 2, 14, 3)
+    assert line.instructions == "Au repas"
+    event = _last_event()
+    assert event.detail["prescription"] == "draft-line-changed"
+    assert event.detail["before"]["dose"] == "1 cp" and event.detail["after"]["dose"] == "2 cp"
+    draft.refresh_from_db()
+    assert draft.status == Prescription.Status.DRAFT
+    page = client.get(reverse("records:prescription_draft", args=[draft.pk])).content.decode()
+    assert "2 cp" in page
+
+
+def test_a_bad_line_change_is_refused_and_changes_nothing(
+    record: Patient,
+    clinician: User,
+    practitioner: Practitioner,
+    paracetamol: Medication,
+    make_draft: Callable[..., Prescription],
+) -> None:
+    draft = make_draft(record, paracetamol)
+    line = draft.items.get()
+    access = _access(clinician, record)
+    with pytest.raises(RecordError):
+        do_change_draft_line(draft, access, clinician, line.pk, {"dose": "   "})
+    with pytest.raises(RecordError):
+        do_change_draft_line(draft, access, clinician, 999_999, {"dose": "1 cp"})
+    client = verified_client(clinician)
+    url = reverse("records:prescription_draft_line", args=[draft.pk, line.pk])
+    response = client.post(url, {"dose": "2 cp", "frequency": "0", "duration_days": "7"})
+    assert response.status_code == 302
+    line.refresh_from_db()
+    assert (line.dose, line.frequency) == ("1 cp", 3)
+    # a signed prescription's lines are not changed this way
+    signed = do_sign_draft(draft, access, clinician)
+    with pytest.raises(RecordError):
+        do_change_draft_line(signed, access, clinician, line.pk, {"dose": "3 cp"})
+
+
+@pytest.mark.parametrize("who", ["outsider", "patient", "nurse_on_team"])
+def test_only_a_physician_of_the_team_adjusts_a_draft(
+    who: str,
+    record: Patient,
+    paracetamol: Medication,
+    make_draft: Callable[..., Prescription],
+    make_user: Callable[..., User],
+    request: pytest.FixtureRequest,
+) -> None:
+    draft = make_draft(record, paracetamol)
+    line = draft.items.get()
+    if who == "nurse_on_team":
+        user = make_user(Role.NURSE, email="nurse-draft@example.test")
+        do_add_member(default_team(record), user)
+    else:
+        user = request.getfixturevalue(who)
+    client = verified_client(user)
+    url = reverse("records:prescription_draft_line", args=[draft.pk, line.pk])
+    response = client.post(url, {"dose": "9 cp", "frequency": "1", "duration_days": "1"})
+    assert response.status_code == 404
+    line.refresh_from_db()
+    assert line.dose == "1 cp"
+    assert AuditEvent.objects.filter(
+        actor_id=user.pk, outcome="denied", object_type="records.prescription"
+    ).exists()

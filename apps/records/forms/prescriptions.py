@@ -39,6 +39,16 @@ class ItemForm(forms.Form):
         return any(name not in ("route", "as_needed") for name in self.changed_data)
 
 
+class DraftLineForm(forms.Form):
+    """What a physician adjusts on a line of a draft before signing it."""
+
+    dose = ItemForm.base_fields["dose"]
+    frequency = ItemForm.base_fields["frequency"]
+    duration_days = ItemForm.base_fields["duration_days"]
+    quantity = ItemForm.base_fields["quantity"]
+    instructions = ItemForm.base_fields["instructions"]
+
+
 class BaseItemFormSet(forms.BaseFormSet):
     def items(self) -> list[dict[str, Any]]:
         """The filled-in lines, in order."""

@@ -128,6 +128,56 @@ def do_sign_draft(
     return draft
 
 
+# What a physician may adjust on a line of a draft before signing it.
+LINE_FIELDS = ("dose", "frequency", "duration_days", "quantity", "instructions")
+
+
+def do_change_draft_line(
+    prescription: Prescription,
+    access: PatientAccess,
+    by: User,
+    line_id: Any,
+    changes: dict[str, Any],
+    *,
+    request: HttpRequest | None = None,
+) -> MedicationRequest:
+    """Adjust a line of a draft (dose, times a day, duration, quantity, instructions) before
+    signing it, with the checks of a new prescription's line; audited with before and after."""
+    with transaction.atomic():
+        draft = _lock_draft(prescription, access, by)
+        line = (
+            draft.items.select_for_update().select_related("medication").filter(pk=line_id).first()
+            if str(line_id).isdigit()
+            else None
+        )
+        if line is None:
+            raise RecordError(_("This line is not part of the draft."))
+        before = {field: getattr(line, field) for field in LINE_FIELDS}
+        item = {"medication": line.medication, **{f: getattr(line, f) for f in ITEM_FIELDS}}
+        item.update({field: changes[field] for field in LINE_FIELDS if field in changes})
+        row = _clean_items([item])[0]
+        changed = [field for field in LINE_FIELDS if row[field] != before[field]]
+        if not changed:
+            return line
+        for field in changed:
+            setattr(line, field, row[field])
+        line.save(update_fields=changed)
+        audit(
+            Action.UPDATE,
+            request=request,
+            actor=by,
+            obj=draft,
+            patient_id=str(draft.patient_id),
+            detail=access.audit_detail(
+                prescription="draft-line-changed",
+                line=line.pk,
+                before={field: before[field] for field in changed},
+                after={field: row[field] for field in changed},
+            ),
+        )
+    return line
+
+
 def do_discard_draft(
     prescription: Prescription,
     access: PatientAccess,

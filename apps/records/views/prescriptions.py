@@ -28,7 +28,13 @@ from apps.core.net import get_client_ip, get_user_agent
 from apps.core.ratelimit import hit, is_limited
 
 from ..access import PatientAccess, deny, get_item_for_user
-from ..forms.prescriptions import CancelForm, PrescriptionForm, RenewForm, item_formset
+from ..forms.prescriptions import (
+    CancelForm,
+    DraftLineForm,
+    PrescriptionForm,
+    RenewForm,
+    item_formset,
+)
 from ..models import Patient, Prescription
 from ..services import RecordError
 from ..services.prescription_documents import (
@@ -39,6 +45,7 @@ from ..services.prescription_documents import (
     verify_prescription,
 )
 from ..services.prescription_drafts import (
+    do_change_draft_line,
     do_discard_draft,
     do_sign_draft,
     may_sign_draft,
@@ -403,6 +410,29 @@ def draft(request: HttpRequest, rx: int) -> HttpResponse:
         context,
         400 if posting else 200,
     )
+
+
+@require_POST
+@login_required
+def draft_line(request: HttpRequest, rx: int, line: int) -> HttpResponse:
+    """Adjust one line of a draft (dose, times a day, duration…) before signing it."""
+    prescription, access = _get_draft(request, rx, "prescription-draft-line")
+    form = DraftLineForm(request.POST)
+    if not form.is_valid():
+        for field, errors in form.errors.items():
+            label = form.fields[field].label if field in form.fields else ""
+            for error in errors:
+                messages.error(request, f"{label}: {error}" if label else str(error))
+        return redirect("records:prescription_draft", prescription.pk)
+    try:
+        do_change_draft_line(
+            prescription, access, _user(request), line, form.cleaned_data, request=request
+        )
+    except RecordError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("The line is changed. Check the warnings before signing."))
+    return redirect("records:prescription_draft", prescription.pk)
 
 
 @require_POST
