@@ -55,6 +55,8 @@ from .followup_time import (
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+# Patients whose due reminders one transaction sends.
+PATIENT_BATCH = 100
 PLAN_GRACE = dt.timedelta(minutes=30)
 # A dose may be answered from this long before its time (taken a little early).
 EARLY_ANSWER = dt.timedelta(hours=2)
@@ -208,21 +210,34 @@ def _remind(user: User, doses: list[DoseReminder]) -> None:
 
 
 def send_due_reminders(now: dt.datetime | None = None) -> int:
-    """Remind the patients of the doses due now; each row is sent by exactly one run."""
+    """Remind the patients of the doses due now; each row is sent by exactly one run.
+
+    Work is claimed per patient (a `FOR NO KEY UPDATE SKIP LOCKED` lock on the patient row,
+    which does not block inserts referring to the patient): the doses one patient takes at the
+    same time are grouped into one notification, so two runs must never share a patient.
+    """
     now = now or timezone.now()
     # Older reminders are not sent any more: `mark_missed` counts them.
     oldest = now - dt.timedelta(hours=settings.CARE_DOSE_ANSWER_HOURS)
+    due = DoseReminder.objects.filter(
+        status=DoseReminder.Status.PLANNED, send_at__lte=now, send_at__gt=oldest
+    )
     sent = 0
     while True:
         with transaction.atomic():
-            claimed = list(
-                DoseReminder.objects.select_for_update(skip_locked=True, of=("self",))
-                .filter(status=DoseReminder.Status.PLANNED, send_at__lte=now, send_at__gt=oldest)
-                .select_related("patient__user")
-                .order_by("send_at", "pk")[:BATCH]
+            patients = list(
+                Patient.objects.select_for_update(no_key=True, skip_locked=True, of=("self",))
+                .filter(pk__in=due.values("patient_id"))
+                .order_by("pk")
+                .values_list("pk", flat=True)[:PATIENT_BATCH]
             )
-            if not claimed:
+            if not patients:
                 break
+            claimed = list(
+                due.filter(patient_id__in=patients)
+                .select_related("patient__user")
+                .order_by("send_at", "pk")
+            )
             DoseReminder.objects.filter(
                 pk__in=[d.pk for d in claimed], status=DoseReminder.Status.PLANNED
             ).update(status=DoseReminder.Status.SENT, sent_at=now)
