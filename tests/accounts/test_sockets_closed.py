@@ -29,6 +29,10 @@ async def connect(cookie: bytes) -> tuple[WebsocketCommunicator, bool, Any]:
         headers=[(b"cookie", cookie), (b"origin", b"http://127.0.0.1")],
     )
     connected, code = await communicator.connect(timeout=5)
+    if not connected:
+        # The browser answers the refusal: the consumer ends by itself instead of being
+        # cancelled at event-loop teardown, which can hang inside the Redis channel layer.
+        await communicator.disconnect()
     return communicator, connected, code
 
 

@@ -137,6 +137,10 @@ async def attempt(room: str, cookie: str) -> tuple[WebsocketCommunicator, bool, 
         headers=[(b"cookie", cookie.encode()), (b"origin", b"http://127.0.0.1")],
     )
     connected, code = await communicator.connect(timeout=10)
+    if not connected:
+        # The browser answers the refusal: the consumer ends by itself instead of being
+        # cancelled at event-loop teardown, which can hang inside the Redis channel layer.
+        await communicator.disconnect()
     return communicator, connected, code
 
 
