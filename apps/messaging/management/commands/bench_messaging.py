@@ -42,6 +42,7 @@ from django_otp.plugins.otp_totp.models import TOTPDevice
 
 from apps.accounts.models import Organization, User
 from apps.core.benchmarks import bench_run, positive_int
+from apps.messaging.access import threads_for_user
 from apps.messaging.bench import (
     EMAIL_PREFIX,
     ORGANIZATION_NAME,
@@ -54,6 +55,7 @@ from apps.messaging.bench import (
 )
 from apps.messaging.models import STAFF_TOPICS, Attachment, Message, Participant, Thread
 from apps.messaging.services import hours
+from apps.messaging.views_clinic import tab_filter
 from apps.records.bench import percentile
 from apps.records.models import Patient
 from apps.records.services.care_team import default_team, do_add_member
@@ -176,6 +178,9 @@ def pick_cast(seeded: Seeded) -> Cast:
         # Through the service itself, which also checks that the bulk grants match its own.
         do_add_member(default_team(seeded.patients[p]), small_clinician)
         _set_tab(Thread.objects.get(pk=ids[by_patient[p][0]]), n, small_clinician)
+    # The big inbox: the seeded conversations depend on today's date, so one of its tabs can
+    # come out empty (which would skip that tab's queries); fill it from the fullest tab.
+    fill_tabs(big, keep={ids[0], small_thread})
     cast = Cast(
         big_clinician=big,
         small_clinician=small_clinician,
@@ -194,9 +199,39 @@ def pick_cast(seeded: Seeded) -> Cast:
     return cast
 
 
+def fill_tabs(clinician: User, keep: set[int]) -> None:
+    """Give each inbox tab of `clinician` at least one conversation, taken from the fullest
+    tab (never one of `keep`, the measured conversations)."""
+    visible = threads_for_user(clinician)
+    for n, tab in enumerate(SET_TABS):
+        if visible.filter(tab_filter(tab, clinician)).exists():
+            continue
+        counts = {other: visible.filter(tab_filter(other, clinician)).count() for other in SET_TABS}
+        fullest = max(counts, key=lambda other: counts[other])
+        if counts[fullest] < 2:
+            raise BenchError(f"too few conversations to fill the inbox tab {tab!r}")
+        spare = (
+            visible.filter(tab_filter(fullest, clinician))
+            .exclude(pk__in=keep)
+            .order_by("pk")
+            .first()
+        )
+        if spare is None:
+            raise BenchError(f"no conversation to move into the inbox tab {tab!r}")
+        _set_tab(spare, n, clinician)
+    for tab in SET_TABS:
+        # A conversation can count in two tabs (urgent and mine): check the outcome.
+        if not visible.filter(tab_filter(tab, clinician)).exists():
+            raise BenchError(f"the inbox tab {tab!r} is still empty")
+
+
 def _last_side(plan: PlannedThread) -> bool:
     """Whether the last message written by someone came from the patient."""
     return next(m.by_patient for m in reversed(plan.messages) if m.author_id is not None)
+
+
+# The tabs `_set_tab` puts a conversation in, by number.
+SET_TABS = ("unassigned", "mine", "urgent", "resolved")
 
 
 def _set_tab(thread: Thread, tab: int, clinician: User) -> None:
