@@ -20,6 +20,11 @@ urlpatterns: list[URLPattern] = [
         views.draft_line,
         name="prescription_draft_line",
     ),
+    path(
+        "prescriptions/<int:rx>/draft/lines/<int:line>/remove/",
+        views.remove_draft_line,
+        name="prescription_draft_line_remove",
+    ),
     path("prescriptions/<int:rx>/discard/", views.discard_draft, name="prescription_discard"),
     path("record/prescriptions/", views.prescriptions_list, name="my_prescriptions"),
     # Public (no sign-in): the address in the QR code of the printed prescription.

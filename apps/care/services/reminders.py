@@ -7,7 +7,8 @@ once: a dose is planned once (unique line + time, `bulk_create(ignore_conflicts=
 reminded once (rows are claimed with `SELECT … FOR UPDATE SKIP LOCKED` before being marked).
 
 Which lines: every line of a signed prescription still active (status "active", not past
-`valid_until`), not "as needed", from the signing day for `duration_days` days, for a patient
+`valid_until`), not "as needed", whose current-medication entry was not ended (stopped in the
+chart, or replaced by a dose change), from the signing day for `duration_days` days, for a patient
 with an active portal account who did not turn reminders off and whose open care plans' pathways
 do not turn them off. Dose times: `followup_time.dose_times` (1 a day → t0, 2 → t0 and t2,
 3 → t0, t1, t2, 4 → all) of the patient's four dose times (else `CARE_DOSE_TIMES`).
@@ -24,7 +25,7 @@ from typing import Any
 
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Count, Q, QuerySet
+from django.db.models import Count, Exists, OuterRef, Q, QuerySet
 from django.db.models.functions import TruncDate
 from django.http import HttpRequest
 from django.urls import reverse
@@ -36,7 +37,7 @@ from apps.audit.models import Action
 from apps.audit.services import record as audit
 from apps.notifications.services import notify
 from apps.records.access import PatientAccess
-from apps.records.models import MedicationRequest, Patient, Prescription
+from apps.records.models import MedicationRequest, MedicationStatement, Patient, Prescription
 
 from ..models import CarePlan, CarePreferences, DoseReminder
 from ..models.plans import OPEN_PLAN_STATUSES
@@ -87,6 +88,12 @@ def reminder_lines() -> QuerySet[MedicationRequest]:
     paused = CarePlan.objects.filter(
         status__in=OPEN_PLAN_STATUSES, pathway__medication_reminders=False
     ).values("patient_id")
+    # The line's entry in the current medications, ended (stopped, or replaced by a new line).
+    ended = MedicationStatement.objects.filter(
+        prescription_id=OuterRef("prescription_id"),
+        medication_id=OuterRef("medication_id"),
+        status__in=(MedicationStatement.Status.COMPLETED, MedicationStatement.Status.STOPPED),
+    )
     return (
         MedicationRequest.objects.filter(
             prescription__status=Prescription.Status.ACTIVE,
@@ -98,6 +105,7 @@ def reminder_lines() -> QuerySet[MedicationRequest]:
         )
         .exclude(patient__care_preferences__medication_reminders=False)
         .exclude(patient_id__in=paused)
+        .exclude(Exists(ended))
     )
 
 

@@ -207,6 +207,16 @@ class MedicationRequest(ClinicalItem):
     duration_days = models.PositiveSmallIntegerField(_("duration (days)"))
     quantity = models.PositiveSmallIntegerField(_("quantity (packs)"))
     instructions = models.CharField(_("instructions"), max_length=300, blank=True)
+    # The current medication this line takes over from (a dose change prepared by decision
+    # support): signing the line ends it, and its reminders stop.
+    replaces = models.ForeignKey(
+        MedicationStatement,
+        on_delete=models.SET_NULL,
+        null=True,
+        blank=True,
+        related_name="replaced_by",
+        verbose_name=_("replaces"),
+    )
 
     class Meta:
         verbose_name = _("prescribed medication")

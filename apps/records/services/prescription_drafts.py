@@ -43,6 +43,11 @@ class DraftReview:
     fingerprint: str
     problem: str  # why the draft cannot be signed as it stands, or ""
 
+    @property
+    def replaced(self) -> list[MedicationRequest]:
+        """The lines that take over from a current medication."""
+        return [line for line in self.lines if line.replaces_id is not None]
+
 
 def may_sign_draft(access: PatientAccess | None, user: User) -> bool:
     """Physicians of the patient's care team (an emergency access is not enough)."""
@@ -56,14 +61,26 @@ def may_sign_draft(access: PatientAccess | None, user: User) -> bool:
 
 def _draft_items(lines: Sequence[MedicationRequest]) -> list[dict[str, Any]]:
     return [
-        {"medication": line.medication, **{f: getattr(line, f) for f in ITEM_FIELDS}}
+        {
+            "medication": line.medication,
+            "replaces": line.replaces,
+            **{f: getattr(line, f) for f in ITEM_FIELDS},
+        }
         for line in lines
     ]
 
 
+def _draft_lines(prescription: Prescription) -> list[MedicationRequest]:
+    return list(
+        prescription.items.select_related(
+            "medication", "replaces__medication", "replaces__prescription"
+        ).order_by("pk")
+    )
+
+
 def review_draft(prescription: Prescription) -> DraftReview:
     """The lines of a draft with the warnings signing it now would raise."""
-    lines = list(prescription.items.select_related("medication").order_by("pk"))
+    lines = _draft_lines(prescription)
     items = _draft_items(lines)
     problem = ""
     try:
@@ -103,7 +120,7 @@ def do_sign_draft(
     """
     with transaction.atomic():
         draft = _lock_draft(prescription, access, prescriber)
-        lines = list(draft.items.select_related("medication").order_by("pk"))
+        lines = _draft_lines(draft)
         rows, warnings, reason = _check_signing(
             access,
             prescriber,
@@ -178,6 +195,43 @@ def do_change_draft_line(
     return line
 
 
+def do_remove_draft_line(
+    prescription: Prescription,
+    access: PatientAccess,
+    by: User,
+    line_id: Any,
+    *,
+    request: HttpRequest | None = None,
+) -> None:
+    """Take a medication out of a draft before signing it (its last one: discard the draft);
+    audited with what the line held."""
+    with transaction.atomic():
+        draft = _lock_draft(prescription, access, by)
+        lines = list(draft.items.select_for_update().select_related("medication").order_by("pk"))
+        line = next((line for line in lines if str(line.pk) == str(line_id)), None)
+        if line is None:
+            raise RecordError(_("This line is not part of the draft."))
+        if len(lines) == 1:
+            raise RecordError(
+                _("A draft keeps at least one medication: discard the draft instead.")
+            )
+        audit(
+            Action.UPDATE,
+            request=request,
+            actor=by,
+            obj=draft,
+            patient_id=str(draft.patient_id),
+            detail=access.audit_detail(
+                prescription="draft-line-removed",
+                line=str(line.fhir_id),
+                medication=line.medication.atc_code,
+                dose=line.dose,
+                frequency=line.frequency,
+            ),
+        )
+        line.delete()
+
+
 def do_discard_draft(
     prescription: Prescription,
     access: PatientAccess,
@@ -224,6 +278,11 @@ def do_create_draft(
             _("Only a physician of the patient's care team can prepare a draft prescription.")
         )
     rows = _clean_items(items)
+    if any(
+        row["replaces"] is not None and row["replaces"].patient_id != access.patient.pk
+        for row in rows
+    ):
+        raise RecordError(_("A line can only replace a current medication of the same drug."))
     with transaction.atomic():
         draft = Prescription.objects.create(
             patient=access.patient,

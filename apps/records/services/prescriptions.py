@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from django.db import transaction
+from django.db.models import Exists, F, OuterRef
 from django.http import HttpRequest
 from django.urls import reverse
 from django.utils import timezone, translation
@@ -122,6 +123,10 @@ def check_prescription(
         .select_related("substance")
     )
     current_qs = MedicationStatement.objects.filter(patient=patient, status="active")
+    # What the new lines replace stops when they are signed: it is not checked against them.
+    replaced = [item["replaces"].pk for item in items if item.get("replaces") is not None]
+    if replaced:
+        current_qs = current_qs.exclude(pk__in=replaced)
     if exclude_prescription is not None:
         current_qs = current_qs.exclude(prescription=exclude_prescription)
     current = [s.medication for s in current_qs.select_related("medication")]
@@ -218,6 +223,19 @@ def check_prescriber(access: PatientAccess, prescriber: User) -> Practitioner:
     return practitioner
 
 
+def _replaced(item: Mapping[str, Any]) -> MedicationStatement | None:
+    """The current medication a line takes over from: one of the same medication."""
+    replaces = item.get("replaces")
+    if replaces is None:
+        return None
+    if (
+        not isinstance(replaces, MedicationStatement)
+        or replaces.medication_id != item["medication"].pk
+    ):
+        raise RecordError(_("A line can only replace a current medication of the same drug."))
+    return replaces
+
+
 def _clean_items(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     if not items:
         raise RecordError(_("Add at least one medication."))
@@ -236,6 +254,7 @@ def _clean_items(items: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
             "duration_days": int(item.get("duration_days") or 0),
             "quantity": int(item.get("quantity") or 0),
             "instructions": str(item.get("instructions") or "").strip(),
+            "replaces": _replaced(item),
         }
         if not row["dose"]:
             raise RecordError(_("Give the dose of each medication."))
@@ -317,6 +336,41 @@ def _number(prescription: Prescription) -> str:
     return f"RX-{timezone.localdate(prescription.signed_at).year}-{prescription.pk:06d}"
 
 
+def _end_replaced(
+    prescription: Prescription, rows: Sequence[Mapping[str, Any]], today: dt.date
+) -> list[int]:
+    """End the current medications the signed lines replace (still active ones, of this
+    patient); a prescription none of whose medications is still current is completed.
+    The ids of the ended ones."""
+    ids = [row["replaces"].pk for row in rows if row.get("replaces") is not None]
+    if not ids:
+        return []
+    replaced = MedicationStatement.objects.filter(
+        pk__in=ids, patient_id=prescription.patient_id, status=MedicationStatement.Status.ACTIVE
+    )
+    ended = list(replaced.values_list("pk", flat=True))
+    old_prescriptions = set(
+        replaced.exclude(prescription=None).values_list("prescription_id", flat=True)
+    )
+    replaced.update(
+        status=MedicationStatement.Status.COMPLETED,
+        ended_on=today,
+        version=F("version") + 1,
+        updated_at=timezone.now(),
+    )
+    still_current = MedicationStatement.objects.filter(
+        prescription_id=OuterRef("pk"), status=MedicationStatement.Status.ACTIVE
+    )
+    finished = Prescription.objects.filter(
+        pk__in=old_prescriptions, status=Prescription.Status.ACTIVE
+    ).exclude(Exists(still_current))
+    for old in finished.select_for_update(of=("self",)):
+        # Saved (not updated in bulk): its FHIR version goes up with its status.
+        old.status = Prescription.Status.COMPLETED
+        old.save(update_fields=["status"])
+    return ended
+
+
 def _after_signing(
     prescription: Prescription,
     access: PatientAccess,
@@ -327,6 +381,9 @@ def _after_signing(
 ) -> None:
     """The current medications, the audit row and the patient's notification of a signature."""
     today = timezone.localdate(prescription.signed_at)
+    replaced = _end_replaced(prescription, rows, today)
+    if replaced:
+        detail["replaced"] = replaced
     MedicationStatement.objects.bulk_create(
         MedicationStatement(
             patient=prescription.patient,

@@ -47,6 +47,7 @@ from ..services.prescription_documents import (
 from ..services.prescription_drafts import (
     do_change_draft_line,
     do_discard_draft,
+    do_remove_draft_line,
     do_sign_draft,
     may_sign_draft,
     review_draft,
@@ -432,6 +433,20 @@ def draft_line(request: HttpRequest, rx: int, line: int) -> HttpResponse:
         messages.error(request, str(error))
     else:
         messages.success(request, _("The line is changed. Check the warnings before signing."))
+    return redirect("records:prescription_draft", prescription.pk)
+
+
+@require_POST
+@login_required
+def remove_draft_line(request: HttpRequest, rx: int, line: int) -> HttpResponse:
+    """Take one medication out of a draft before signing it."""
+    prescription, access = _get_draft(request, rx, "prescription-draft-line")
+    try:
+        do_remove_draft_line(prescription, access, _user(request), line, request=request)
+    except RecordError as error:
+        messages.error(request, str(error))
+    else:
+        messages.success(request, _("The line is removed from the draft."))
     return redirect("records:prescription_draft", prescription.pk)
 
 

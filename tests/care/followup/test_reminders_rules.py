@@ -16,7 +16,13 @@ from apps.care.services.reminders import (
     send_due_reminders,
 )
 from apps.notifications.models import Notification
-from apps.records.models import MedicationRequest, Patient, Prescription
+from apps.records.models import (
+    Medication,
+    MedicationRequest,
+    MedicationStatement,
+    Patient,
+    Prescription,
+)
 
 from .conftest import ZURICH, at
 
@@ -127,6 +133,35 @@ def test_a_cancelled_prescription_stops_its_planned_doses(
     plan_doses(at(2026, 3, 21, 7))
 
     assert not DoseReminder.objects.filter(line=line, send_at__gt=at(2026, 3, 21, 7)).exists()
+
+
+def test_a_medication_ended_in_the_chart_stops_its_planned_doses(
+    prescribe: Callable[..., MedicationRequest],
+) -> None:
+    # given two lines of one prescription, each a current medication
+    line = prescribe(at(2026, 3, 20, 6), frequency=2, name="Bisoprolol 5 mg")
+    other = MedicationRequest.objects.create(
+        patient=line.patient,
+        prescription=line.prescription,
+        medication=Medication.objects.create(name="Metformine 500 mg", atc_code="A10BA02"),
+        dose="1 cp",
+        frequency=1,
+        duration_days=30,
+        quantity=1,
+    )
+    for each in (line, other):
+        MedicationStatement.objects.create(
+            patient=each.patient, medication=each.medication, prescription=each.prescription
+        )
+    plan_doses(at(2026, 3, 21, 6))
+
+    # when bisoprolol is ended (stopped, or replaced by a new dose)
+    MedicationStatement.objects.filter(medication=line.medication).update(status="completed")
+    plan_doses(at(2026, 3, 21, 7))
+
+    # then its planned doses are gone, and metformin's stay
+    assert not DoseReminder.objects.filter(line=line, send_at__gt=at(2026, 3, 21, 7)).exists()
+    assert DoseReminder.objects.filter(line=other, send_at__gt=at(2026, 3, 21, 7)).exists()
 
 
 def test_the_reminder_names_no_medicine_and_links_to_the_dose(

@@ -16,14 +16,25 @@ from apps.audit.models import Action, AuditEvent
 from apps.care.models import Proposal, Rule, Task
 from apps.care.models.common import Origin
 from apps.care.services import CareError
+from apps.care.services.reminders import reminder_lines
 from apps.care.services.support.engine import evaluate_patient
 from apps.care.services.support.proposals import (
     do_accept_proposal,
     do_dismiss_proposal,
     render_reason,
 )
-from apps.records.models import MedicationRequest, Patient, Prescription
-from apps.records.services.prescription_drafts import review_draft
+from apps.records.models import (
+    MedicationRequest,
+    MedicationStatement,
+    Patient,
+    Practitioner,
+    Prescription,
+)
+from apps.records.services.prescription_drafts import (
+    do_change_draft_line,
+    do_sign_draft,
+    review_draft,
+)
 
 from ..conftest import access_as
 from .conftest import CREATININE, NOW, POTASSIUM, SYSTOLIC, TODAY, day
@@ -108,6 +119,51 @@ def test_a_physician_accepts_a_dosage_review_as_a_draft(
     assert AuditEvent.objects.filter(
         action=Action.CREATE, object_type="records.prescription", object_id=str(draft.pk)
     ).exists()
+
+
+def test_the_signed_draft_takes_over_from_the_medications_it_copied(
+    bp_proposal: Proposal, record: Patient, clinician: User, practitioner: Practitioner
+) -> None:
+    # given the draft of a dosage review, amlodipine raised to 10 mg
+    access = access_as(clinician, record)
+    draft = do_accept_proposal(access, bp_proposal).prescription
+    assert draft is not None
+    old_rx = Prescription.objects.get(status=Prescription.Status.ACTIVE)
+    copied = {
+        line.medication.name: line.replaces
+        for line in draft.items.select_related("medication", "replaces")
+    }
+    assert {name: (s.medication.name if s else None) for name, s in copied.items()} == {
+        "Amlodipine 5 mg cp": "Amlodipine 5 mg cp",
+        "Lisinopril 10 mg cp": "Lisinopril 10 mg cp",
+    }
+    amlodipine = draft.items.get(medication__name="Amlodipine 5 mg cp")
+    do_change_draft_line(draft, access, clinician, amlodipine.pk, {"dose": "10 mg"})
+    old_lines = set(reminder_lines().filter(prescription=old_rx).values_list("pk", flat=True))
+    assert old_lines
+
+    # when the physician signs it
+    signed = do_sign_draft(draft, access, clinician)
+
+    # then the copied medications are ended and the new lines are the current ones
+    ended = MedicationStatement.objects.filter(pk__in=[s.pk for s in copied.values() if s])
+    assert {s.status for s in ended} == {MedicationStatement.Status.COMPLETED}
+    current = MedicationStatement.objects.filter(patient=record, status="active")
+    assert {(s.medication.name, s.prescription_id) for s in current} == {
+        ("Amlodipine 5 mg cp", signed.pk),
+        ("Lisinopril 10 mg cp", signed.pk),
+    }
+    # the old prescription, none of whose medications is current now, is completed
+    old_rx.refresh_from_db()
+    assert old_rx.status == Prescription.Status.COMPLETED
+    # reminders follow the new lines only
+    lines = set(reminder_lines().filter(patient=record).values_list("pk", flat=True))
+    assert lines == set(signed.items.values_list("pk", flat=True))
+    assert not lines & old_lines
+    sign_event = AuditEvent.objects.get(
+        action=Action.SIGN, object_type="records.prescription", object_id=str(signed.pk)
+    )
+    assert sorted(sign_event.detail["replaced"]) == sorted(s.pk for s in ended)
 
 
 def test_a_nurse_cannot_accept_a_prescription_change(

@@ -121,9 +121,19 @@ def _draft_lines(proposal: Proposal) -> list[dict[str, Any]]:
     lines = MedicationRequest.objects.filter(
         pk__in=line_ids, patient_id=proposal.patient_id
     ).select_related("medication")
+    # Each copied line takes over from the current medication it copies: signing ends it.
+    current = {
+        (statement.prescription_id, statement.medication_id): statement
+        for statement in MedicationStatement.objects.filter(
+            patient_id=proposal.patient_id,
+            status=MedicationStatement.Status.ACTIVE,
+            prescription_id__in=lines.values("prescription_id"),
+        )
+    }
     items: list[dict[str, Any]] = [
         {
             "medication": line.medication,
+            "replaces": current.get((line.prescription_id, line.medication_id)),
             "dose": line.dose,
             "route": line.route,
             "frequency": line.frequency,
@@ -141,6 +151,7 @@ def _draft_lines(proposal: Proposal) -> list[dict[str, Any]]:
         items.append(
             {
                 "medication": statement.medication,
+                "replaces": statement if statement.status == statement.Status.ACTIVE else None,
                 "dose": (statement.dosage or statement.medication.strength or "1")[:60],
                 "route": Route.ORAL,
                 "frequency": 1,
