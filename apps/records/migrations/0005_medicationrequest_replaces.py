@@ -5,15 +5,21 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     dependencies = [
-        ('records', '0004_alter_observation_patient'),
+        ("records", "0004_alter_observation_patient"),
     ]
 
     operations = [
         migrations.AddField(
-            model_name='medicationrequest',
-            name='replaces',
-            field=models.ForeignKey(blank=True, null=True, on_delete=django.db.models.deletion.SET_NULL, related_name='replaced_by', to='records.medicationstatement', verbose_name='replaces'),
+            model_name="medicationrequest",
+            name="replaces",
+            field=models.ForeignKey(
+                blank=True,
+                null=True,
+                on_delete=django.db.models.deletion.SET_NULL,
+                related_name="replaced_by",
+                to="records.medicationstatement",
+                verbose_name="replaces",
+            ),
         ),
     ]
