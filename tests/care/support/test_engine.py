@@ -213,8 +213,11 @@ def test_the_scheduled_run_evaluates_patients_with_recent_data(
     for chart in (record, record2):
         take(chart, "Lisinopril 10 mg cp", recorded_at=NOW - dt.timedelta(days=300))
         daily_readings(chart, SYSTOLIC, HIGH_WEEK)
-    Observation.objects.filter(patient=record2).update(recorded_at=NOW - dt.timedelta(days=3))
-    Observation.objects.filter(patient=record).update(recorded_at=NOW - dt.timedelta(hours=3))
+    # (the charts' other rows were written long before)
+    for model in (Observation, MedicationStatement):
+        model.objects.update(updated_at=NOW - dt.timedelta(days=300))
+    Observation.objects.filter(patient=record2).update(updated_at=NOW - dt.timedelta(days=3))
+    Observation.objects.filter(patient=record).update(updated_at=NOW - dt.timedelta(hours=3))
     assert evaluate_all(now=NOW) == 1
     assert Proposal.objects.filter(patient=record).count() == 1
     assert not Proposal.objects.filter(patient=record2).exists()
@@ -231,6 +234,7 @@ def test_the_scheduled_run_follows_drug_starts_without_new_data(
         started_on=TODAY - dt.timedelta(days=9),
         recorded_at=NOW - dt.timedelta(days=9),
     )
+    MedicationStatement.objects.update(updated_at=NOW - dt.timedelta(days=9))
     assert evaluate_all(now=NOW) == 1
     assert Proposal.objects.get(patient=record).rule_code == "potassium-creatinine-after-raas"
 

@@ -17,7 +17,6 @@ from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
-from django.db.models import Q
 from django.urls import reverse
 from django.utils import timezone, translation
 from django.utils.translation import gettext as _
@@ -212,27 +211,16 @@ def _outdate(
 
 def patients_to_evaluate(now: dt.datetime, rules: Sequence[Rule]) -> list[int]:
     """Patients whose data changed lately, who started a drug a lab rule follows, or who have
-    open proposals (which may have become outdated)."""
+    open proposals (which may have become outdated).
+
+    "Changed" is the rows' `updated_at` (written on every save, indexed for FHIR
+    `_lastUpdated`): new rows, and corrected, signed, cancelled or ended ones too. An index
+    scan: `recorded_at` has no index of its own (see docs/performance.md).
+    """
     since = now - RECENT
     ids: set[int] = set()
-    ids.update(
-        Observation.objects.filter(recorded_at__gte=since).values_list("patient_id", flat=True)
-    )
-    ids.update(
-        Prescription.objects.filter(
-            Q(recorded_at__gte=since) | Q(signed_at__gte=since) | Q(cancelled_at__gte=since)
-        ).values_list("patient_id", flat=True)
-    )
-    ids.update(
-        MedicationStatement.objects.filter(recorded_at__gte=since).values_list(
-            "patient_id", flat=True
-        )
-    )
-    ids.update(
-        AllergyIntolerance.objects.filter(recorded_at__gte=since).values_list(
-            "patient_id", flat=True
-        )
-    )
+    for model in (Observation, Prescription, MedicationStatement, AllergyIntolerance):
+        ids.update(model.objects.filter(updated_at__gte=since).values_list("patient_id", flat=True))
     ids.update(
         Proposal.objects.filter(status=Proposal.Status.OPEN).values_list("patient_id", flat=True)
     )
