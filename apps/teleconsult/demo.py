@@ -83,17 +83,17 @@ def _appointment(
 
 
 def _seed_upcoming(patient: Patient, physician: User, video: AppointmentType) -> None:
-    """Today's video appointment, about ten minutes from now, with its room."""
+    """A video appointment about ten minutes from now, with its room (kept by a later run:
+    not "today's", which near midnight would be tomorrow's and made again)."""
     zone = clinic_zone()
     now = timezone.now()
-    today = now.astimezone(zone).date()
     existing = (
         Appointment.objects.filter(
             patient=patient,
             mode=video.mode,
             status__in=ACTIVE_STATUSES,
             ends_at__gt=now,
-            starts_at__date=today,
+            starts_at__lt=now + dt.timedelta(hours=12),
         )
         .order_by("starts_at")
         .first()
