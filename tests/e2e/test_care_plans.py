@@ -1,6 +1,7 @@
 """Care plans in the browser: a coordinator builds a plan from the heart-failure template in the
-patient's chart and sees its goals, activities and tasks; a nurse's open plan page shows the
-coordinator's change without a reload; the patient reads the plan in plain words. Every page
+patient's chart and sees its goals, activities and tasks; a physician's open plan list and the
+patient's open My care show the new plan, and a nurse's open plan page the coordinator's
+change, without a reload; the patient reads the plan in plain words. Every page
 passes axe-core and fits a 360 px screen.
 
 Runs against a real daphne (tests/e2e/asgi_server.py) so that the WebSockets work.
@@ -76,11 +77,28 @@ def test_a_coordinator_builds_a_plan_and_the_nurse_sees_changes_live(
     desk.get_by_label("Heart failure").check()
     desk.get_by_label(re.compile(r"^Start:?$")).fill(start.isoformat())
     desk.get_by_label("Coordinator").select_option(str(coordinator.pk))
+    # (meanwhile the physician has the chart's plan list open, and the patient My care)
+    colleague = browsers.page_for(physician)
+    colleague.goto(f"/clinic/patients/{chart.pk}/care-plans/")
+    own = browsers.page_for(patient)
+    own.goto("/care/")
+    expect(own.get_by_text("You have no care plan at the moment.")).to_be_visible()
+    for page in (colleague, own):
+        expect(page.locator("body")).to_have_attribute("data-realtime", "connected")
+        expect(page.locator("[data-live-page]")).to_have_attribute("data-live", "ready")
+        page.evaluate("window.__sameDocument = true")
     desk.get_by_role("button", name="Create the plan").click()
 
     # then the plan page shows its goals, activities and tasks
     plan = CarePlan.objects.get(patient=chart)
     expect(desk).to_have_url(re.compile(rf"/care/plans/{plan.pk}/$"))
+    # and the physician's list and the patient's My care show the new plan without a reload
+    for page in (colleague, own):
+        expect(page.get_by_role("link", name=plan.title)).to_be_visible(timeout=LIVE)
+        assert page.evaluate("window.__sameDocument") is True
+    expect(colleague.locator(f"#progress-{plan.pk}")).to_have_attribute("value", "0")
+    check_accessibility(colleague)
+    check_accessibility(own)
     expect(desk.locator("#goals")).to_contain_text("Systolic blood pressure between 100 and 130")
     activities = desk.locator("#activities")
     expect(activities).to_contain_text("Nurse follow-up call")
@@ -114,6 +132,8 @@ def test_a_coordinator_builds_a_plan_and_the_nurse_sees_changes_live(
     )
     expect(ward.locator("[data-progress]")).to_have_text("17 %")
     assert ward.evaluate("window.__sameDocument") is True
+    # so does the progress in the physician's list
+    expect(colleague.locator(f"#progress-{plan.pk}")).to_have_attribute("value", "17", timeout=LIVE)
     check_accessibility(ward)
     assert Activity.objects.get(pk=education.pk).status == Activity.Status.COMPLETED
     assert Task.objects.filter(plan=plan).count() == 4

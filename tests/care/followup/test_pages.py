@@ -59,6 +59,11 @@ def test_my_care_shows_doses_questionnaires_plans_and_adherence(
     assert f'href="/care/plans/{scene.plan.pk}/"' in page
     assert 'id="adherence-series"' in page
     assert 'href="/care/reminders/"' in page
+    # doses, questionnaires and plans follow reminders and plan changes live
+    assert f'{{"type": "care.plan", "patient": "{scene.line.patient_id}"}}' in page
+    assert '"kind": ["care.reminder", "care.questionnaire"]' in page
+    for section in ("doses", "questionnaires", "plans"):
+        assert f'data-live-section="{section}"' in page
     assert AuditEvent.objects.filter(
         action=Action.READ, actor_id=patient.pk, patient_id=str(scene.line.patient_id)
     ).exists()

@@ -73,6 +73,9 @@ def test_the_chart_tab_lists_the_plans_with_their_progress(
     assert "Pathway: Heart failure (version 1)" in html
     assert f'href="/clinic/patients/{record.pk}/care-plans/new/"' in html
     assert 'aria-current="page">Care plan<' in html
+    # the list follows the patient's plan changes live (static/js/live-sections.js)
+    assert f'data-live-events=\'[{{"type": "care.plan", "patient": "{record.pk}"}}]\'' in html
+    assert 'data-live-section="plans"' in html and "js/live-sections" in html
     assert AuditEvent.objects.filter(
         action=Action.READ, actor_id=nurse.pk, patient_id=str(record.pk)
     ).exists()
