@@ -1,12 +1,8 @@
-// A care plan's page, made live. Everything works without this script (plain forms, reload);
-// with it:
-// - each goal's chart draws the last 30 days of readings against the goal's target band
-//   (Chart.js, loaded before this module, as on the results page);
-// - the page listens to `care.plan` events of this plan and `care.task` events of this patient
-//   (re-dispatched by realtime.js as the `vh:realtime` DOM event) and fetches the plan's
-//   sections rendered by the server (access checked there again), so a change made by another
-//   member of the team shows without a reload.
-// Event shapes are declared in apps/core/realtime.py (EVENT_TYPES).
+// A care plan's page: each goal's chart draws the last 30 days of readings against the goal's
+// target band (Chart.js, loaded before this module, as on the results page). The page is made
+// live by live-sections.js (`care.plan` events of this plan, `care.task` events of this
+// patient: it fetches the plan's sections rendered by the server); the charts are drawn again
+// after each refresh. Everything works without scripts (plain forms, reload).
 
 const root = document.querySelector("[data-care-plan]");
 const charts = new Map();
@@ -65,59 +61,10 @@ function drawCharts(container) {
   }
 }
 
-function setUpLive(container) {
-  const planId = String(container.dataset.plan);
-  const patientId = String(container.dataset.patient);
-  const sections = container.querySelector("[data-plan-sections]");
-  const announce = container.querySelector("[data-live-announce]");
-  let running = false;
-  let again = false;
-
-  async function refresh() {
-    if (running) {
-      again = true;
-      return;
-    }
-    running = true;
-    try {
-      const response = await fetch(container.dataset.sectionsUrl, {
-        credentials: "same-origin",
-        headers: { "X-Requested-With": "fetch" },
-      });
-      if (response.ok) {
-        const html = await response.text();
-        // Keep the reader where they were: the sections change, the page does not jump.
-        const focusedId = document.activeElement?.closest("[id]")?.id;
-        sections.innerHTML = html;
-        drawCharts(sections);
-        if (focusedId) document.getElementById(focusedId)?.querySelector("button, a")?.focus({ preventScroll: true });
-        if (announce) announce.textContent = container.dataset.updatedText || "";
-        container.dataset.refreshed = String(Number(container.dataset.refreshed || "0") + 1);
-      }
-    } catch {
-      // Offline for a moment: the next event or a reload shows the change.
-    } finally {
-      running = false;
-      if (again) {
-        again = false;
-        refresh();
-      }
-    }
-  }
-
-  document.addEventListener("vh:realtime", (dom) => {
-    const event = dom.detail;
-    if (!event) return;
-    if (event.type === "care.plan" && String(event.plan) === planId) refresh();
-    else if (event.type === "care.task" && String(event.patient) === patientId) refresh();
-  });
-  container.dataset.live = "ready";
-}
-
 function start() {
   if (root) {
     drawCharts(root);
-    setUpLive(root);
+    root.addEventListener("vh:live-refreshed", () => drawCharts(root));
   }
 }
 
