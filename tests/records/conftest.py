@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import secrets
 from collections.abc import Callable
 from decimal import Decimal
 from typing import Any
@@ -11,7 +12,16 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import Organization, User
-from apps.records.models import CodeSystem, Concept, Medication, Observation, Patient, Practitioner
+from apps.records.models import (
+    CodeSystem,
+    Concept,
+    Medication,
+    MedicationRequest,
+    Observation,
+    Patient,
+    Practitioner,
+    Prescription,
+)
 from apps.records.services.care_team import default_team, do_add_member
 
 
@@ -100,5 +110,32 @@ def medication(db: None) -> Callable[..., Medication]:
             name=name, defaults={"atc_code": atc_code, **fields}
         )
         return obj
+
+    return make
+
+
+@pytest.fixture
+def make_draft(clinician: User) -> Callable[..., Prescription]:
+    """A draft prescription as the FHIR API stores it, with one line per medication."""
+
+    def make(patient: Patient, *medications: Medication, **line: Any) -> Prescription:
+        draft = Prescription.objects.create(
+            patient=patient,
+            prescriber=clinician,
+            recorded_by=clinician,
+            status=Prescription.Status.DRAFT,
+            number=f"DRAFT-{secrets.token_hex(6)}",
+            verification_token=secrets.token_urlsafe(24),
+        )
+        for medication in medications:
+            fields = {"dose": "1 cp", "frequency": 3, "duration_days": 7, "quantity": 2, **line}
+            MedicationRequest.objects.create(
+                patient=patient,
+                prescription=draft,
+                medication=medication,
+                recorded_by=clinician,
+                **fields,
+            )
+        return draft
 
     return make

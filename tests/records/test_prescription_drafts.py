@@ -6,7 +6,6 @@ import datetime as dt
 import io
 import json
 import re
-import secrets
 from collections.abc import Callable
 from typing import Any
 
@@ -77,33 +76,6 @@ def penicillin_allergy(record: Patient, concept: Callable[..., Concept]) -> Alle
     return AllergyIntolerance.objects.create(
         patient=record, substance=substance, category="medication", criticality="high"
     )
-
-
-@pytest.fixture
-def make_draft(clinician: User) -> Callable[..., Prescription]:
-    """A draft prescription as the FHIR API stores it, with one line per medication."""
-
-    def make(patient: Patient, *medications: Medication, **line: Any) -> Prescription:
-        draft = Prescription.objects.create(
-            patient=patient,
-            prescriber=clinician,
-            recorded_by=clinician,
-            status=Prescription.Status.DRAFT,
-            number=f"DRAFT-{secrets.token_hex(6)}",
-            verification_token=secrets.token_urlsafe(24),
-        )
-        for medication in medications:
-            fields = {"dose": "1 cp", "frequency": 3, "duration_days": 7, "quantity": 2, **line}
-            MedicationRequest.objects.create(
-                patient=patient,
-                prescription=draft,
-                medication=medication,
-                recorded_by=clinician,
-                **fields,
-            )
-        return draft
-
-    return make
 
 
 def _access(user: User, patient: Patient) -> Any:

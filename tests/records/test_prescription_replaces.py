@@ -3,11 +3,12 @@ a physician may also take a medication out of a draft before signing it."""
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from django.conf import settings
+from django.test import Client
 from django.urls import reverse
 from django.utils import timezone, translation
 
@@ -17,7 +18,6 @@ from apps.records.access import get_patient_for_user
 from apps.records.models import (
     DrugInteraction,
     Medication,
-    MedicationRequest,
     MedicationStatement,
     Patient,
     Practitioner,
@@ -50,6 +50,13 @@ def drugs(medication: Callable[..., Medication]) -> dict[str, Medication]:
         "metformin": medication("Metformine 500 mg", "A10BA02"),
         "simvastatin": medication("Simvastatine 20 mg", "C10AA01"),
     }
+
+
+def _client(user: User) -> Client:
+    """Signed in (second factor passed), reading the pages in English."""
+    client = verified_client(user)
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"
+    return client
 
 
 def _access(user: User, patient: Patient) -> Any:
@@ -168,7 +175,7 @@ def test_an_ended_medication_is_not_ended_again(
     ended_on = MedicationStatement.objects.get(pk=old.pk).ended_on
 
     # when the second is signed too, the page said it was already ended
-    page = verified_client(clinician).get(reverse("records:prescription_draft", args=[second.pk]))
+    page = _client(clinician).get(reverse("records:prescription_draft", args=[second.pk]))
     assert "already ended" in page.content.decode()
     do_sign_draft(second, access, clinician)
 
@@ -184,7 +191,7 @@ def test_the_draft_page_names_what_signing_ends(
     access = _access(clinician, record)
     old = _statement(current, drugs["amlodipine"])
     draft = do_create_draft(access, clinician, [_line(drugs["amlodipine"], "10 mg", replaces=old)])
-    page = verified_client(clinician).get(reverse("records:prescription_draft", args=[draft.pk]))
+    page = _client(clinician).get(reverse("records:prescription_draft", args=[draft.pk]))
     html = page.content.decode()
     assert "Signing ends these current medications" in html
     assert current.number in html
@@ -194,35 +201,16 @@ def test_the_draft_page_names_what_signing_ends(
 # Taking a medication out of a draft
 
 
-def _draft(patient: Patient, clinician: User, *medications: Medication) -> Prescription:
-    draft = Prescription.objects.create(
-        patient=patient,
-        prescriber=clinician,
-        recorded_by=clinician,
-        status=Prescription.Status.DRAFT,
-        number=f"DRAFT-{secrets.token_hex(6)}",
-        verification_token=secrets.token_urlsafe(24),
-    )
-    for medication in medications:
-        MedicationRequest.objects.create(
-            patient=patient,
-            prescription=draft,
-            medication=medication,
-            recorded_by=clinician,
-            dose="1 cp",
-            frequency=1,
-            duration_days=30,
-            quantity=1,
-        )
-    return draft
-
-
 def test_a_physician_removes_a_medication_from_a_draft(
-    record: Patient, clinician: User, practitioner: Practitioner, drugs: dict[str, Medication]
+    record: Patient,
+    clinician: User,
+    practitioner: Practitioner,
+    drugs: dict[str, Medication],
+    make_draft: Callable[..., Prescription],
 ) -> None:
-    draft = _draft(record, clinician, drugs["amlodipine"], drugs["metformin"])
+    draft = make_draft(record, drugs["amlodipine"], drugs["metformin"])
     metformin = draft.items.get(medication=drugs["metformin"])
-    client = verified_client(clinician)
+    client = _client(clinician)
     page = client.get(reverse("records:prescription_draft", args=[draft.pk])).content.decode()
     assert "Remove this medication from the draft" in page
 
@@ -243,9 +231,13 @@ def test_a_physician_removes_a_medication_from_a_draft(
 
 
 def test_a_signed_prescriptions_lines_are_not_removed(
-    record: Patient, clinician: User, practitioner: Practitioner, drugs: dict[str, Medication]
+    record: Patient,
+    clinician: User,
+    practitioner: Practitioner,
+    drugs: dict[str, Medication],
+    make_draft: Callable[..., Prescription],
 ) -> None:
-    draft = _draft(record, clinician, drugs["amlodipine"], drugs["metformin"])
+    draft = make_draft(record, drugs["amlodipine"], drugs["metformin"])
     access = _access(clinician, record)
     do_sign_draft(draft, access, clinician)
     line = draft.items.first()
@@ -261,14 +253,15 @@ def test_outsider_cannot_remove_a_line(
     record: Patient,
     clinician: User,
     drugs: dict[str, Medication],
+    make_draft: Callable[..., Prescription],
     request: pytest.FixtureRequest,
 ) -> None:
-    draft = _draft(record, clinician, drugs["amlodipine"], drugs["metformin"])
+    draft = make_draft(record, drugs["amlodipine"], drugs["metformin"])
     line = draft.items.first()
     assert line is not None
     user = request.getfixturevalue(who)
     url = reverse("records:prescription_draft_line_remove", args=[draft.pk, line.pk])
-    response = verified_client(user).post(url)
+    response = _client(user).post(url)
     assert response.status_code == 404
     assert draft.items.count() == 2
     assert AuditEvent.objects.filter(

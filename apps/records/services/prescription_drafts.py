@@ -49,6 +49,25 @@ class DraftReview:
         return [line for line in self.lines if line.replaces_id is not None]
 
 
+def _audit(
+    action: str,
+    draft: Prescription,
+    access: PatientAccess,
+    by: User,
+    request: HttpRequest | None,
+    **detail: Any,
+) -> None:
+    """The audit row of a change to a draft (`detail` names it: draft-created, …)."""
+    audit(
+        action,
+        request=request,
+        actor=by,
+        obj=draft,
+        patient_id=str(draft.patient_id),
+        detail=access.audit_detail(**detail),
+    )
+
+
 def may_sign_draft(access: PatientAccess | None, user: User) -> bool:
     """Physicians of the patient's care team (an emergency access is not enough)."""
     return (
@@ -179,18 +198,16 @@ def do_change_draft_line(
         for field in changed:
             setattr(line, field, row[field])
         line.save(update_fields=changed)
-        audit(
+        _audit(
             Action.UPDATE,
-            request=request,
-            actor=by,
-            obj=draft,
-            patient_id=str(draft.patient_id),
-            detail=access.audit_detail(
-                prescription="draft-line-changed",
-                line=line.pk,
-                before={field: before[field] for field in changed},
-                after={field: row[field] for field in changed},
-            ),
+            draft,
+            access,
+            by,
+            request,
+            prescription="draft-line-changed",
+            line=line.pk,
+            before={field: before[field] for field in changed},
+            after={field: row[field] for field in changed},
         )
     return line
 
@@ -215,19 +232,17 @@ def do_remove_draft_line(
             raise RecordError(
                 _("A draft keeps at least one medication: discard the draft instead.")
             )
-        audit(
+        _audit(
             Action.UPDATE,
-            request=request,
-            actor=by,
-            obj=draft,
-            patient_id=str(draft.patient_id),
-            detail=access.audit_detail(
-                prescription="draft-line-removed",
-                line=str(line.fhir_id),
-                medication=line.medication.atc_code,
-                dose=line.dose,
-                frequency=line.frequency,
-            ),
+            draft,
+            access,
+            by,
+            request,
+            prescription="draft-line-removed",
+            line=str(line.fhir_id),
+            medication=line.medication.atc_code,
+            dose=line.dose,
+            frequency=line.frequency,
         )
         line.delete()
 
@@ -243,19 +258,17 @@ def do_discard_draft(
     with transaction.atomic():
         draft = _lock_draft(prescription, access, by)
         lines = list(draft.items.select_related("medication").order_by("pk"))
-        audit(
+        _audit(
             Action.DELETE,
-            request=request,
-            actor=by,
-            obj=draft,
-            patient_id=str(draft.patient_id),
-            detail=access.audit_detail(
-                prescription="draft-discarded",
-                number=draft.number,
-                drafted_by=draft.prescriber_id,
-                items=[str(line.fhir_id) for line in lines],
-                medications=[line.medication.atc_code for line in lines],
-            ),
+            draft,
+            access,
+            by,
+            request,
+            prescription="draft-discarded",
+            number=draft.number,
+            drafted_by=draft.prescriber_id,
+            items=[str(line.fhir_id) for line in lines],
+            medications=[line.medication.atc_code for line in lines],
         )
         draft.delete()
 
@@ -303,17 +316,15 @@ def do_create_draft(
             )
             for row in rows
         )
-        audit(
+        _audit(
             Action.CREATE,
-            request=request,
-            actor=prescriber,
-            obj=draft,
-            patient_id=str(draft.patient_id),
-            detail=access.audit_detail(
-                prescription="draft-created",
-                number=draft.number,
-                items=len(rows),
-                medications=[row["medication"].atc_code for row in rows],
-            ),
+            draft,
+            access,
+            prescriber,
+            request,
+            prescription="draft-created",
+            number=draft.number,
+            items=len(rows),
+            medications=[row["medication"].atc_code for row in rows],
         )
     return draft
