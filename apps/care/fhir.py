@@ -1,4 +1,5 @@
-"""FHIR R4 mapping of care coordination (read only; written in the portals).
+"""FHIR R4 mapping of care coordination (read only, written in the portals; but Task, which the
+FHIR API also creates and updates: see below).
 
 CarePlan                CarePlan
   fhir_id, version,     id, meta.versionId, meta.lastUpdated (as every mapping)
@@ -50,6 +51,12 @@ Task                    Task (the team's working notes: never served to a patien
                         between professionals (author, time)
   report                output[0]: type SYS_TASK_OUTPUT|report, valueString
   origin                ext:origin
+  Written through the FHIR API (`apps.interop.fhir_api.persist_care`) by clinicians' tokens,
+  always through the care services: create reads this mapping backwards (status requested,
+  requester = the token's person, note[0] = instructions); update changes the status (start,
+  hold, complete with output[0].valueString, cancel with statusReason.text), the owner (claim,
+  hand-over; performerType alone: to a profession) and adds notes at the end; any other
+  difference is refused (422).
 
 Questionnaire           Questionnaire (reference data, not patient data)
   code                  url = CANONICAL/Questionnaire/<code>, name = the code, identifier

@@ -106,7 +106,8 @@ def test_search_by_code_date_and_paging(
         client.get("/fhir/Observation", {"code": "http://snomed.info/sct|8867-4"}).json()["total"]
         == 0
     )
-    since = (now - dt.timedelta(days=3)).date().isoformat()
+    # a day of the server's time zone (Europe/Zurich), as the search reads it
+    since = timezone.localdate(now - dt.timedelta(days=3)).isoformat()
     ge = client.get("/fhir/Observation", {"code": "8867-4", "date": f"ge{since}"}).json()
     assert ge["total"] == 4
     first = client.get("/fhir/Observation", {"patient": str(record.fhir_id), "_count": 5}).json()

@@ -53,6 +53,7 @@ from apps.records.services.documents import store_file
 
 from .auth import PATIENT, SYSTEM, Caller
 from .errors import FhirHttpError
+from .persist_care import save_task
 from .registry import ResourceType
 
 # Columns the database fills or that are not the client's to set, left out of `full_clean`.
@@ -121,6 +122,7 @@ def persist(
         "Observation": _observation,
         "MedicationRequest": _medication_request,
         "DocumentReference": _document,
+        "Task": save_task,
     }.get(rtype.name, _clinical)
     return saver(caller, data, target, patient)
 

@@ -1,5 +1,5 @@
 """Care coordination as FHIR CarePlan, Task, Questionnaire and QuestionnaireResponse (read and
-search only).
+search; Task is also written).
 
 CarePlan, Task and QuestionnaireResponse are in their patient's compartment (patient_path
 "patient"): `scope.py` lets through the patient's own token, staff tokens for the patients of
@@ -11,7 +11,9 @@ care access rule narrows that further (`restrict`):
 - a staff token: all three, for the clinicians of the patients it may open;
 - a system token: every row its scopes name.
 Questionnaire is reference data (the forms), readable by any caller with a Questionnaire scope.
-The mapping is `apps.care.fhir`; work on plans and tasks happens in the portals.
+The mapping is `apps.care.fhir`; work on plans happens in the portals. Tasks are also created
+and updated (status, owner, new notes) by clinicians' tokens, through the care services
+(`persist_care`); system and patient tokens may not write them.
 """
 
 from __future__ import annotations
@@ -160,6 +162,7 @@ register(
         ),
         default_sort="-created_at",
         includes=("patient",),
+        writable=True,
     )
 )
 register(

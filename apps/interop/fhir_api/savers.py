@@ -216,7 +216,7 @@ def check_writer(caller: Caller, rtype: ResourceType, permission: str) -> None:
 
 
 def _subject_path(rtype: ResourceType) -> str:
-    return "patient" if rtype.name == "AllergyIntolerance" else "subject"
+    return {"AllergyIntolerance": "patient", "Task": "for"}.get(rtype.name, "subject")
 
 
 def compartment(

@@ -30,6 +30,7 @@ from apps.care.models import (
 from apps.care.models.common import Origin
 from apps.interop.fhir_api.oauth import do_create_fhir_client
 from apps.records.models import Concept, Patient, Practitioner
+from apps.records.services.care_team import default_team, do_add_member
 
 Fhir = Callable[..., Client]
 
@@ -230,3 +231,17 @@ def response(questionnaire: Questionnaire, record: Patient, patient: User) -> Qu
         author=patient,
         flagged=True,
     )
+
+
+@pytest.fixture
+def open_task(make_task: Callable[..., Task]) -> Task:
+    """A call asked by `clinician` of `nurse`, not started."""
+    return make_task(instructions="Ask about her weight this week.")
+
+
+@pytest.fixture
+def nurse2(make_user: Callable[..., User], organization: Any, record: Patient) -> User:
+    """A second nurse on `record`'s care team."""
+    user = make_user(Role.NURSE, email="nurse2@example.test", organization=organization)
+    do_add_member(default_team(record), user)
+    return user

@@ -366,21 +366,31 @@ def test_bad_search_parameters_answer_an_operation_outcome(
         assert outcome["issue"][0]["expression"] == [expression]
 
 
-def test_care_types_are_read_only(
+def test_plans_are_read_only_and_a_closed_task_stays_closed(
     task: Task, plan: CarePlan, clinician: User, fhir_client: Fhir
 ) -> None:
     client = fhir_client(clinician, "user/*.cruds")
+    care_plan = read(client, "CarePlan", plan).json()
     resource = read(client, "Task", task).json()
     resource["status"] = "cancelled"
+    resource["statusReason"] = {"text": "Plus nécessaire"}
 
+    plan_put = client.put(
+        f"/fhir/CarePlan/{plan.fhir_id}", care_plan, content_type="application/fhir+json"
+    )
     created = client.post("/fhir/Task", resource, content_type="application/fhir+json")
     updated = client.put(
         f"/fhir/Task/{task.fhir_id}", resource, content_type="application/fhir+json"
     )
 
-    assert created.status_code == updated.status_code == 405
+    assert plan_put.status_code == 405
+    # Tasks are written (see test_fhir_task_write.py), but a new one starts as requested and a
+    # completed one is never reopened or cancelled
+    assert created.status_code == updated.status_code == 422
+    assert created.json()["resourceType"] == updated.json()["resourceType"] == "OperationOutcome"
     task.refresh_from_db()
     assert task.status == Task.Status.COMPLETED
+    assert Task.objects.count() == 1
 
 
 def test_the_capability_statement_lists_the_care_types() -> None:
@@ -393,9 +403,11 @@ def test_the_capability_statement_lists_the_care_types() -> None:
         "QuestionnaireResponse": {"patient", "subject", "status", "authored", "questionnaire"},
         "Questionnaire": {"url", "status", "name", "title", "identifier"},
     }
+    reading = {"read", "vread", "search-type"}
     for resource_type, params in expected.items():
         entry = resources[resource_type]
-        assert {i["code"] for i in entry["interaction"]} == {"read", "vread", "search-type"}
+        written = {"create", "update"} if resource_type == "Task" else set()
+        assert {i["code"] for i in entry["interaction"]} == reading | written, resource_type
         assert params <= {p["name"] for p in entry["searchParam"]}, resource_type
     assert "Task:based-on" in resources["CarePlan"]["searchRevInclude"]
 
