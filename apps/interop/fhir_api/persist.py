@@ -33,6 +33,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, models, transaction
+from django.http import HttpRequest
 from django.utils import timezone, translation
 
 from apps.accounts.models import CLINICAL_ROLES, Role, User
@@ -115,14 +116,17 @@ def persist(
     *,
     target: Any | None,
     patient: Patient | None,
+    request: HttpRequest | None = None,
 ) -> Any:
-    """Save `data` (already checked) as a new row or as `target`'s new version."""
+    """Save `data` (already checked) as a new row or as `target`'s new version. `request`
+    goes to the services that write their own audit rows (Task)."""
+    if rtype.name == "Task":
+        return save_task(caller, data, target, patient, request=request)
     saver = {
         "Patient": _patient,
         "Observation": _observation,
         "MedicationRequest": _medication_request,
         "DocumentReference": _document,
-        "Task": save_task,
     }.get(rtype.name, _clinical)
     return saver(caller, data, target, patient)
 

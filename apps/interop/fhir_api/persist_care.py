@@ -47,7 +47,7 @@ from collections.abc import Callable
 from functools import partial
 from typing import Any, TypeVar
 
-from django.http import Http404
+from django.http import Http404, HttpRequest
 from django.utils import translation
 
 from apps.accounts.models import User
@@ -107,17 +107,23 @@ def _refuse(message: str, *paths: str, code: str = "business-rule") -> FhirHttpE
     return FhirHttpError(422, message, code=code, expression=list(paths))
 
 
-def _service(change: Callable[[], T], *paths: str) -> T:
-    """Run one care service in English; its refusal is a 422 naming the elements `paths`."""
+def _service(change: Callable[..., T], request: HttpRequest | None, *paths: str) -> T:
+    """Run one care service (given `request`, for its audit row) in English; its refusal is a
+    422 naming the elements `paths`."""
     try:
         with translation.override("en"):
-            return change()
+            return change(request=request)
     except (CareError, RecordError) as error:
         raise _refuse(f"{paths[0]}: {error}", *paths) from None
 
 
 def save_task(
-    caller: Caller, data: dict[str, Any], target: Any | None, patient: Patient | None
+    caller: Caller,
+    data: dict[str, Any],
+    target: Any | None,
+    patient: Patient | None,
+    *,
+    request: HttpRequest | None = None,
 ) -> Task:
     """Create the Task of `data`, or apply its changes to `target`, through the services."""
     if caller.kind == SYSTEM or caller.user is None:
@@ -134,8 +140,8 @@ def save_task(
             f"Task.intent must be 'order', not {data.get('intent')!r}.", "Task.intent", code="value"
         )
     if target is None:
-        return _create(access, data)
-    return _update(access, target, data)
+        return _create(access, data, request)
+    return _update(access, target, data, request)
 
 
 def _access(user: User, patient: Patient) -> PatientAccess:
@@ -307,7 +313,7 @@ def _reason(data: dict[str, Any]) -> str:
 # Create
 
 
-def _create(access: PatientAccess, data: dict[str, Any]) -> Task:
+def _create(access: PatientAccess, data: dict[str, Any], request: HttpRequest | None) -> Task:
     user = access.user
     if data.get("status") != Task.Status.REQUESTED:
         raise _refuse(
@@ -336,7 +342,7 @@ def _create(access: PatientAccess, data: dict[str, Any]) -> Task:
     plan = _plan(data)
     notes = _notes(data, user)
     task = _service(
-        lambda: do_create_task(
+        lambda **service: do_create_task(
             access,
             kind=kind,
             title=title,
@@ -346,11 +352,13 @@ def _create(access: PatientAccess, data: dict[str, Any]) -> Task:
             priority=str(data.get("priority") or Task.Priority.ROUTINE),
             due_at=due_at,
             plan=plan,
+            **service,
         ),
+        request,
         "Task",
     )
     for index, text in enumerate(notes[1:], start=1):
-        _service(partial(do_add_task_note, access, task, text), f"Task.note[{index}]")
+        _service(partial(do_add_task_note, access, task, text), request, f"Task.note[{index}]")
     return task
 
 
@@ -389,7 +397,9 @@ def _same_time(one: dt.datetime | None, other: dt.datetime | None) -> bool:
     return one.replace(microsecond=0) == other.replace(microsecond=0)
 
 
-def _update(access: PatientAccess, task: Task, data: dict[str, Any]) -> Task:
+def _update(
+    access: PatientAccess, task: Task, data: dict[str, Any], request: HttpRequest | None
+) -> Task:
     status = str(data.get("status"))
     if status not in STATUSES:
         raise _refuse(
@@ -413,11 +423,11 @@ def _update(access: PatientAccess, task: Task, data: dict[str, Any]) -> Task:
             "Task.statusReason",
         )
     new_notes = _new_notes(access, task, data)
-    _change_owner(access, task, data)
+    _change_owner(access, task, data, request)
     if status not in (task.status, stored_status):
-        _change_status(access, task, status, report=report, reason=reason)
+        _change_status(access, task, status, request, report=report, reason=reason)
     for index, text in new_notes:
-        _service(partial(do_add_task_note, access, task, text), f"Task.note[{index}]")
+        _service(partial(do_add_task_note, access, task, text), request, f"Task.note[{index}]")
     return task
 
 
@@ -434,17 +444,25 @@ def _new_notes(access: PatientAccess, task: Task, data: dict[str, Any]) -> list[
     return list(enumerate(sent))[len(stored) :]
 
 
-def _change_owner(access: PatientAccess, task: Task, data: dict[str, Any]) -> None:
+def _change_owner(
+    access: PatientAccess, task: Task, data: dict[str, Any], request: HttpRequest | None
+) -> None:
     assignee, role = _owner(data)
     if assignee is not None:
         if assignee.pk != task.assignee_id:
-            _service(lambda: do_assign_task(access, task, assignee), "Task.owner")
+            _service(partial(do_assign_task, access, task, assignee), request, "Task.owner")
     elif task.assignee_id is not None or task.assignee_role != role:
-        _service(lambda: do_assign_task(access, task, None, role), "Task.owner")
+        _service(partial(do_assign_task, access, task, None, role), request, "Task.owner")
 
 
 def _change_status(
-    access: PatientAccess, task: Task, status: str, *, report: str, reason: str
+    access: PatientAccess,
+    task: Task,
+    status: str,
+    request: HttpRequest | None,
+    *,
+    report: str,
+    reason: str,
 ) -> None:
     if status == Task.Status.REQUESTED:
         if task.status in CLOSED_TASK_STATUSES:
@@ -457,17 +475,17 @@ def _change_status(
             "its owner); resume a task on hold with in-progress.",
             "Task.status",
         )
-    changes: dict[str, tuple[Callable[[], Task], tuple[str, ...]]] = {
-        Task.Status.IN_PROGRESS: (lambda: do_start_task(access, task), ()),
-        Task.Status.ON_HOLD: (lambda: do_put_on_hold(access, task), ()),
+    changes: dict[str, tuple[Callable[..., Task], tuple[str, ...]]] = {
+        Task.Status.IN_PROGRESS: (partial(do_start_task, access, task), ()),
+        Task.Status.ON_HOLD: (partial(do_put_on_hold, access, task), ()),
         Task.Status.COMPLETED: (
-            lambda: do_complete_task(access, task, report),
+            partial(do_complete_task, access, task, report),
             ("Task.output",),
         ),
         Task.Status.CANCELLED: (
-            lambda: do_cancel_task(access, task, reason),
+            partial(do_cancel_task, access, task, reason),
             ("Task.statusReason",),
         ),
     }
     change, also = changes[status]
-    _service(change, "Task.status", *also)
+    _service(change, request, "Task.status", *also)

@@ -351,7 +351,7 @@ def save_resource(
         data["id"] = fhir_id
     else:
         data.pop("id", None)
-    obj = persist.persist(caller, rtype, data, target=target, patient=patient)
+    obj = persist.persist(caller, rtype, data, target=target, patient=patient, request=request)
     audit_write(request, caller, rtype, obj, created=target is None)
     return Saved(obj, created=target is None)
 

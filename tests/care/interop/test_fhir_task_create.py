@@ -63,6 +63,7 @@ def test_a_clinician_creates_a_task_through_the_service(
         object_type="care.task", object_id=str(task.pk), action="create"
     )
     assert created.actor_id == clinician.pk and created.patient_id == str(record.pk)
+    assert created.ip == "127.0.0.1"  # the service's row knows the request, as in the portal
     assert AuditEvent.objects.filter(
         object_type="fhir.Task", object_id=str(task.fhir_id), action="create"
     ).exists()

@@ -13,6 +13,7 @@ import pytest
 from django.utils import timezone
 
 from apps.accounts.models import Role, User
+from apps.audit.models import AuditEvent
 from apps.care.fhir import SYS_TASK_KIND, SYS_TASK_OUTPUT
 from apps.care.models import CarePlan, Task, TaskNote
 from apps.notifications.models import Notification
@@ -73,6 +74,8 @@ def test_completing_needs_the_report_that_the_kind_requires(
         nurse,
     )
     assert response.json()["output"][0]["valueString"] == "Potassium normal again."
+    completed = AuditEvent.objects.filter(object_type="care.task", object_id=str(task.pk))
+    assert completed.order_by("-seq")[0].ip == "127.0.0.1"  # the request reaches the service
     assert Notification.objects.filter(
         user=clinician, title="A task you asked for is done"
     ).exists()
