@@ -111,11 +111,13 @@ def do_create_task(
     activity: Activity | None = None,
     origin: str = Origin.MANUAL,
     request: Any = None,
+    fhir_id: Any = None,
 ) -> Task:
     """A task about `access.patient`, asked by `access.user` (a clinician with record access).
 
     Without an assignee it waits for anyone of `assignee_role` on the care team. The assignee
-    is notified (kind "care.task", no clinical detail in the text).
+    is notified (kind "care.task", no clinical detail in the text). `fhir_id` is an id chosen
+    by a FHIR client (an update that creates), else a new one.
     """
     user = access.user
     if user.role not in CLINICAL_ROLES or access.is_patient_self:
@@ -152,6 +154,7 @@ def do_create_task(
             requester=user,
             due_at=due_at,
             origin=origin,
+            **({"fhir_id": fhir_id} if fhir_id else {}),
         )
         audit(
             Action.CREATE,

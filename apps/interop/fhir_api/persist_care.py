@@ -33,8 +33,7 @@ Choices made here:
   elements we do not store (identifier, input, focus…) are a 422 too. The server's own
   elements are ignored: meta, text, extension (origin), authoredOn, lastModified,
   executionPeriod (start and completion times), and the display texts of codings and people.
-- A Task's id is always the server's: a pre-assigned id (a PUT to an unknown id, a Bundle
-  entry) is not kept, the Location and the Bundle's response name the stored one.
+- A PUT to an unknown (UUID) id creates the Task with that id, as for the other types.
 - The services run in English, the API's language: their refusals come back in English (and
   the notifications they send read in English, as when an English-speaking clinician acts in
   the portal).
@@ -352,6 +351,8 @@ def _create(access: PatientAccess, data: dict[str, Any], request: HttpRequest | 
             priority=str(data.get("priority") or Task.Priority.ROUTINE),
             due_at=due_at,
             plan=plan,
+            # an id the client chose (a PUT that creates, a Bundle's entry), else a new one
+            fhir_id=data.get("id"),
             **service,
         ),
         request,

@@ -5,6 +5,7 @@ system tokens, patients and clinicians off the care team (see test_fhir_task_upd
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -94,6 +95,20 @@ def test_a_task_for_a_profession_and_the_team_hears_of_it(
     assert (task.assignee, task.assignee_role) == (None, "nurse")
     events = [e for e in page.receive(1) if e["type"] == "care.task"]
     assert [(e["id"], e["assignee_id"]) for e in events] == [(task.pk, None)]
+
+
+def test_an_update_to_an_unknown_id_creates_the_task_with_that_id(
+    record: Patient, clinician: User, fhir_client: Fhir
+) -> None:
+    chosen = str(uuid.uuid4())
+    client = fhir_client(clinician, SCOPES)
+
+    response = send(client, "PUT", f"/fhir/Task/{chosen}", {**new_task(record), "id": chosen})
+
+    assert response.status_code == 201, response.content
+    task = Task.objects.get()
+    assert str(task.fhir_id) == chosen and task.requester == clinician
+    assert response["Location"].endswith(f"/fhir/Task/{chosen}/_history/{task.version}")
 
 
 @pytest.mark.parametrize(
