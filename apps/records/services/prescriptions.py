@@ -348,7 +348,8 @@ def _end_replaced(
     replaced = MedicationStatement.objects.filter(
         pk__in=ids, patient_id=prescription.patient_id, status=MedicationStatement.Status.ACTIVE
     )
-    ended = list(replaced.values_list("pk", flat=True))
+    # Locked: of two drafts replacing the same medication, signed at once, one ends it.
+    ended = list(replaced.select_for_update(of=("self",)).values_list("pk", flat=True))
     old_prescriptions = set(
         replaced.exclude(prescription=None).values_list("prescription_id", flat=True)
     )
