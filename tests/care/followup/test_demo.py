@@ -57,7 +57,9 @@ def test_demo_follow_up_is_realistic_and_idempotent() -> None:
     )
     assert CarePreferences.objects.get(patient=marie).dose_times[1] == "12:30"
     result = adherence(marie, 14)
-    assert result.counted >= 3 * 13
+    # Three doses a day over the last 13 days, less those of the last 12 hours, which the demo
+    # leaves for Marie to answer (near midnight, yesterday's evening doses): at least 12 days.
+    assert result.counted >= 3 * 12
     assert result.percent is not None and 78 <= result.percent <= 92
     assert len(result.lines) == 2
     responses = QuestionnaireResponse.objects.filter(patient=marie)
